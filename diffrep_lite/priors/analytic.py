@@ -1,0 +1,147 @@
+"""Exact analytic priors: the optimal denoiser of a Gaussian or a Gaussian mixture, in closed form.
+
+For data ``x0 ~ p0`` and VE noise ``x = x0 + sigma * eps``, the marginal is ``p0 * N(0, sigma^2 I)``
+and the optimal noise prediction is ``eps_hat = (x - E[x0 | x]) / sigma``. For the priors below
+``E[x0 | x]`` is known exactly, so samplers can be checked against exact answers.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..schedule import Schedule
+from .base import Prior, _bcast
+
+__all__ = ["Gaussian", "GaussianMixture"]
+
+
+def _default_schedule(schedule):
+    if schedule is None:
+        return Schedule.named("squaredcos_cap_v2")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a diffrep_lite.Schedule, got {type(schedule).__name__}")
+    return schedule
+
+
+class Gaussian(Prior):
+    """``N(mean, cov)`` over vectors of dimension ``D`` (full covariance), or over arrays of
+    ``data_shape`` (then ``mean`` has that shape and ``cov`` is ``[D, D]`` with ``D = prod(data_shape)``).
+
+    ``E[x0 | x] = mean + cov (cov + sigma^2 I)^{-1} (x - mean)``, computed with one eigendecomposition.
+    The default schedule is the cosine one (``squaredcos_cap_v2``), whose ``sigma_max`` is large enough
+    that starting from ``N(0, sigma_max^2 I)`` is exact to float precision (see the "trap" in the book).
+    """
+
+    def __init__(self, mean, cov, *, schedule: Schedule | None = None, data_shape=None,
+                 dtype=torch.float32, device="cpu"):
+        mean = torch.as_tensor(mean, dtype=torch.float64)
+        data_shape = tuple(mean.shape) if data_shape is None else tuple(data_shape)
+        D = math.prod(data_shape)
+        if mean.numel() != D:
+            raise ValueError(f"mean has {mean.numel()} entries, data_shape {data_shape} needs {D}")
+        cov = torch.as_tensor(cov, dtype=torch.float64)
+        if cov.shape != (D, D):
+            raise ValueError(f"cov must be [{D}, {D}], got {list(cov.shape)}")
+        if not torch.allclose(cov, cov.T, atol=1e-10):
+            raise ValueError("cov must be symmetric")
+        evals, evecs = torch.linalg.eigh(cov)
+        if evals.min() < -1e-10:
+            raise ValueError(f"cov must be positive semi-definite (smallest eigenvalue {evals.min().item():.3g})")
+        self.schedule = _default_schedule(schedule)
+        self.data_shape = data_shape
+        self.dtype, self.device = dtype, torch.device(device)
+        self.mean = mean.reshape(D).to(dtype=dtype, device=self.device)
+        self.cov = cov.to(dtype=dtype, device=self.device)
+        self._evals = evals.clamp_min(0).to(dtype=dtype, device=self.device)
+        self._evecs = evecs.to(dtype=dtype, device=self.device)
+
+    def marginal(self, sigma: float):
+        """Mean and covariance of the noisy marginal at VE level ``sigma``."""
+        D = self.mean.numel()
+        return self.mean, self.cov + sigma**2 * torch.eye(D, dtype=self.dtype, device=self.device)
+
+    def _eps(self, x, sigma, cond, guidance_scale):
+        B = x.shape[0]
+        xf = x.reshape(B, -1)
+        d = xf - self.mean
+        coef = self._evals[None] / (self._evals[None] + sigma[:, None] ** 2)  # [B, D]
+        x0 = self.mean + ((d @ self._evecs) * coef) @ self._evecs.T
+        return ((xf - x0) / sigma[:, None]).reshape(x.shape)
+
+
+class GaussianMixture(Prior):
+    """``sum_k w_k N(means_k, diag(vars_k))`` over vectors or flattened images.
+
+    Args:
+        weights: ``[K]`` non-negative mixture weights (normalised here).
+        means: ``[K, *data_shape]`` component means.
+        variances: per-component variances: a float (shared isotropic), ``[K]`` (isotropic per
+            component) or ``[K, *data_shape]`` (diagonal).
+
+    ``E[x0 | x] = sum_k p(k | x) (mu_k + v_k / (v_k + sigma^2) (x - mu_k))`` with
+    ``p(k | x) ∝ w_k N(x; mu_k, diag(v_k + sigma^2))`` — exact for every ``sigma``.
+    """
+
+    def __init__(self, weights, means, variances, *, schedule: Schedule | None = None,
+                 dtype=torch.float32, device="cpu"):
+        means = torch.as_tensor(means, dtype=torch.float64)
+        if means.ndim < 2:
+            raise ValueError(f"means must be [K, *data_shape], got shape {list(means.shape)}")
+        K = means.shape[0]
+        weights = torch.as_tensor(weights, dtype=torch.float64).flatten()
+        if weights.numel() != K:
+            raise ValueError(f"weights must have K={K} entries, got {weights.numel()}")
+        if torch.any(weights < 0) or weights.sum() <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        D = math.prod(means.shape[1:])
+        v = torch.as_tensor(variances, dtype=torch.float64)
+        if v.ndim == 0:
+            v = v.expand(K, D)
+        elif v.shape == (K,):
+            v = v[:, None].expand(K, D)
+        elif v.shape == means.shape:
+            v = v.reshape(K, D)
+        else:
+            raise ValueError(
+                f"variances must be a float, [K]={[K]} or [K, *data_shape]={list(means.shape)}, got {list(v.shape)}"
+            )
+        if torch.any(v < 0):
+            raise ValueError("variances must be >= 0")
+        self.schedule = _default_schedule(schedule)
+        self.data_shape = tuple(means.shape[1:])
+        self.dtype, self.device = dtype, torch.device(device)
+        kw = dict(dtype=dtype, device=self.device)
+        self.weights = (weights / weights.sum()).to(**kw)
+        self.means = means.reshape(K, D).to(**kw)
+        self.variances = v.contiguous().to(**kw)
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    def responsibilities(self, x, sigma) -> torch.Tensor:
+        """Posterior ``p(k | x)`` at VE level ``sigma`` (``sigma = 0`` allowed for clean points), ``[B, K]``."""
+        B = x.shape[0]
+        xf = x.reshape(B, -1).to(self.dtype)
+        s2 = torch.as_tensor(sigma, dtype=self.dtype, device=xf.device).reshape(-1)
+        s2 = (s2.expand(B) if s2.numel() == 1 else s2)[:, None, None] ** 2
+        var = self.variances[None] + s2  # [B, K, D]
+        var = var.clamp_min(1e-30)
+        d = xf[:, None, :] - self.means[None]
+        logp = -0.5 * ((d * d) / var + var.log()).sum(-1) + self.weights.clamp_min(1e-300).log()[None]
+        return torch.softmax(logp, dim=1)
+
+    def nearest_component(self, x) -> torch.Tensor:
+        """Index of the most probable component for clean points ``x`` (``[B]`` long)."""
+        return self.responsibilities(x, 0.0).argmax(1)
+
+    def _eps(self, x, sigma, cond, guidance_scale):
+        B = x.shape[0]
+        xf = x.reshape(B, -1)
+        r = self.responsibilities(x, sigma)  # [B, K]
+        s2 = sigma[:, None, None] ** 2
+        shrink = self.variances[None] / (self.variances[None] + s2)  # [B, K, D]
+        comp_x0 = self.means[None] + shrink * (xf[:, None, :] - self.means[None])
+        x0 = (r[..., None] * comp_x0).sum(1)
+        return ((xf - x0) / _bcast(sigma, xf)).reshape(x.shape)

@@ -1,0 +1,130 @@
+"""The model side: one small protocol every diffusion prior implements.
+
+A prior answers one question: given noisy views ``x`` in the VE form ``x = x0 + sigma * eps``
+(shape ``[B, *data_shape]``) at noise level ``sigma``, what is the noise ``eps_hat``? From it follow
+the denoiser ``x0_hat = x - sigma * eps_hat``, the score ``-eps_hat / sigma`` and the PF-ODE
+``dx/dsigma = eps_hat``. A prior carries its own :class:`~diffrep_lite.schedule.Schedule` and knows its
+data space (``data_shape``; ``decode`` maps it to displayable images, e.g. a VAE for SD latents).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..schedule import Schedule
+
+__all__ = ["Prior"]
+
+
+class Prior:
+    """Base class of all priors.
+
+    Subclasses set ``schedule``, ``data_shape``, ``dtype``, ``device`` and implement
+    :meth:`_eps`. ``conditional`` says whether a condition (class label, prompt, view) is accepted;
+    ``supports_guidance`` whether classifier-free guidance is.
+    """
+
+    schedule: Schedule
+    data_shape: tuple
+    dtype: torch.dtype = torch.float32
+    device: torch.device = torch.device("cpu")
+    conditional: bool = False
+    supports_guidance: bool = False
+
+    # -------------------------------------------------------------- public API
+    def eps(self, x: torch.Tensor, sigma, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
+        """Noise prediction ``eps_hat(x, sigma)`` for VE-form inputs.
+
+        Args:
+            x: ``[B, *data_shape]`` noisy inputs ``x0 + sigma * eps``.
+            sigma: a float, a 0-d tensor or a ``[B]`` tensor of noise levels (> 0).
+            cond: the condition for each of the ``B`` inputs (a list/tensor of length ``B``), or None.
+            guidance_scale: classifier-free guidance scale (``>= 0``), only for priors that support it.
+
+        Returns:
+            ``[B, *data_shape]`` tensor, same dtype and device as ``x``.
+        """
+        self.check_input(x, "x")
+        sig = self._sigma_vector(sigma, x.shape[0], x)
+        self.check_cond(cond, x.shape[0])
+        check_guidance(self, guidance_scale)
+        return self._eps(x, sig, cond, guidance_scale)
+
+    def x0(self, x: torch.Tensor, sigma, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
+        """Denoiser ``x0_hat = x - sigma * eps_hat`` (Tweedie's estimate of the clean sample)."""
+        sig = self._sigma_vector(sigma, x.shape[0], x)
+        e = self.eps(x, sig, cond, guidance_scale)
+        return x - _bcast(sig, x) * e
+
+    def score(self, x: torch.Tensor, sigma, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
+        """``grad log p_sigma(x) = -eps_hat / sigma``."""
+        sig = self._sigma_vector(sigma, x.shape[0], x)
+        return -self.eps(x, sig, cond, guidance_scale) / _bcast(sig, x)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Map samples in the data space to displayable images (identity by default)."""
+        return x
+
+    def combine_cond(self, cond, view_cond):
+        """Join a sample's condition with a view's condition (e.g. a prompt and a view suffix)."""
+        return (cond, view_cond)
+
+    def evals_per_call(self, guidance_scale) -> int:
+        """Network evaluations per input in one :meth:`eps` call (2 under classifier-free guidance)."""
+        return 1
+
+    # -------------------------------------------------------------- to implement
+    def _eps(self, x, sigma, cond, guidance_scale):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- checks
+    def check_input(self, x, name="x"):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if tuple(x.shape[1:]) != tuple(self.data_shape):
+            raise ValueError(
+                f"{name} must have shape [B, {', '.join(map(str, self.data_shape))}] for this prior, "
+                f"got {list(x.shape)}"
+            )
+        if x.dtype != self.dtype or x.device.type != torch.device(self.device).type:
+            raise TypeError(
+                f"{name} has dtype/device {x.dtype}/{x.device}, the prior expects {self.dtype}/{self.device}"
+            )
+
+    def check_cond(self, cond, batch: int | None = None):
+        """Validate a condition: None for unconditional priors; otherwise a sequence or tensor of
+        length ``batch`` (subclasses may check its values)."""
+        if cond is None:
+            return
+        if not self.conditional:
+            raise ValueError(f"cond was given, but {type(self).__name__} is unconditional; pass cond=None")
+        if batch is not None and len(cond) != batch:
+            raise ValueError(f"cond must have one entry per input ({batch}), got {len(cond)}")
+
+    def _sigma_vector(self, sigma, batch: int, like: torch.Tensor) -> torch.Tensor:
+        s = torch.as_tensor(sigma, dtype=like.dtype, device=like.device)
+        if s.ndim == 0:
+            s = s.expand(batch)
+        if s.shape != (batch,):
+            raise ValueError(f"sigma must be a scalar or have shape [{batch}], got {list(s.shape)}")
+        if not torch.all(s > 0):
+            raise ValueError("sigma must be > 0 (the prior is only defined on noisy inputs)")
+        return s
+
+
+def check_guidance(prior: Prior, guidance_scale):
+    """Validate a classifier-free guidance scale for ``prior`` (None, or a float >= 0)."""
+    if guidance_scale is None:
+        return
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+        raise TypeError(f"guidance_scale must be a float >= 0 or None, got {guidance_scale!r}")
+    if not guidance_scale >= 0:
+        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
+    if not prior.supports_guidance:
+        raise ValueError(
+            f"guidance_scale was given, but {type(prior).__name__} does not support classifier-free guidance; "
+            "pass guidance_scale=None"
+        )
+
+
+def _bcast(sig: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return sig.reshape(-1, *([1] * (x.ndim - 1)))

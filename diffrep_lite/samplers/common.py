@@ -1,0 +1,199 @@
+"""What every sampler shares: input validation, the random generator, the per-view prior call,
+the progress bar and the result type. Nothing here is method-specific."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..diffreps.base import Diffrep, check_params
+from ..priors.base import Prior, check_guidance
+from ..schedule import _check_steps
+
+__all__ = ["SampleResult", "Setup", "setup", "prior_eps", "progress_range"]
+
+
+@dataclass
+class SampleResult:
+    """What a sampler returns.
+
+    Attributes:
+        x: final renders ``[n, V, *data_shape]`` (for ``reference``: the image-space samples).
+        params: final diffrep parameters (dict of ``[n, ...]`` tensors), or None for ``reference``.
+        nfe: prior evaluations per view and sample (x2 under classifier-free guidance for network priors).
+        trace: ``{"sigmas": [...], "x": [steps + 1, n, V, ...]}`` when ``return_trace=True``, else ``{"sigmas"}``.
+        method: the sampler's name.
+    """
+
+    x: torch.Tensor
+    params: dict | None
+    nfe: int
+    trace: dict = field(default_factory=dict)
+    method: str = ""
+
+    def decoded(self, prior: Prior) -> torch.Tensor:
+        """``prior.decode`` of the final renders, ``[n * V, ...]``."""
+        return prior.decode(self.x.flatten(0, 1))
+
+
+@dataclass
+class Setup:
+    """Validated inputs of a sampler run."""
+
+    prior: Prior
+    diffrep: Diffrep | None
+    n: int
+    V: int
+    generator: torch.Generator
+    params: dict | None
+    item_conds: list | None
+    guidance_scale: float | None
+    dtype: torch.dtype
+    device: torch.device
+
+
+def _check_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_positive(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def make_generator(seed, generator, device) -> torch.Generator:
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if seed is not None:
+            raise ValueError("pass either seed or generator, not both")
+        if generator.device.type != torch.device(device).type:
+            raise TypeError(f"generator is on {generator.device}, the prior on {device}")
+        return generator
+    if seed is None:
+        seed = 0
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int (or pass generator=torch.Generator), got {seed!r}")
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _broadcast_cond(cond, n):
+    """A single condition for all samples, or one per sample (list/tuple/tensor of length n)."""
+    if cond is None:
+        return None
+    if isinstance(cond, (list, tuple)) or (isinstance(cond, torch.Tensor) and cond.ndim > 0):
+        if len(cond) != n:
+            raise ValueError(f"cond must be a single condition or have one entry per sample (n={n}), got {len(cond)}")
+        return list(cond)
+    return [cond] * n
+
+
+def setup(prior, diffrep, *, steps, n, seed, generator, params0, cond, guidance_scale, need_diffrep=True) -> Setup:
+    """Validate the arguments shared by all samplers (before any sampling work) and draw nothing yet."""
+    if not isinstance(prior, Prior):
+        raise TypeError(f"prior must be a diffrep_lite Prior, got {type(prior).__name__}")
+    if diffrep is None and need_diffrep:
+        raise TypeError("diffrep is required for this method (a diffrep_lite Diffrep)")
+    if diffrep is not None and not isinstance(diffrep, Diffrep):
+        raise TypeError(f"diffrep must be a diffrep_lite Diffrep, got {type(diffrep).__name__}")
+    _check_steps(steps, prior.schedule.num_train_timesteps)
+    dtype, device = prior.dtype, torch.device(prior.device)
+    V = 1
+    if diffrep is not None:
+        if tuple(diffrep.view_shape) != tuple(prior.data_shape):
+            raise ValueError(
+                f"diffrep renders views of shape {tuple(diffrep.view_shape)}, but the prior's data shape is "
+                f"{tuple(prior.data_shape)}"
+            )
+        V = _check_int(diffrep.n_views, "diffrep.n_views")
+    if params0 is not None:
+        if diffrep is None:
+            raise ValueError("params0 was given but there is no diffrep")
+        n0 = check_params(diffrep, params0, "params0")
+        for k, t in params0.items():
+            if t.dtype != dtype or t.device.type != device.type:
+                raise TypeError(
+                    f"params0[{k!r}] has dtype/device {t.dtype}/{t.device}, the prior uses {dtype}/{device}"
+                )
+        if n is not None and n != n0:
+            raise ValueError(f"n={n} does not match params0's batch size {n0}")
+        n = n0
+    n = _check_int(1 if n is None else n, "n")
+    check_guidance(prior, guidance_scale)
+    view_conds = diffrep.view_conds() if diffrep is not None else None
+    conds = _broadcast_cond(cond, n)
+    if conds is not None:
+        prior.check_cond(conds, n)
+    if conds is None and view_conds is None:
+        items = None
+    elif view_conds is None:
+        items = [c for c in conds for _ in range(V)]
+    elif conds is None:
+        items = [vc for _ in range(n) for vc in view_conds]
+    else:
+        items = [prior.combine_cond(c, vc) for c in conds for vc in view_conds]
+    if items is not None:
+        prior.check_cond(items, n * V)
+    gen = make_generator(seed, generator, device)
+    return Setup(prior, diffrep, n, V, gen, params0, items, guidance_scale, dtype, device)
+
+
+def init_state(s: Setup):
+    """Initial per-view noise ``[n, V, *shape]`` (drawn first) and parameters (drawn second)."""
+    eps = torch.randn(s.n, s.V, *s.prior.data_shape, generator=s.generator, dtype=s.dtype, device=s.device)
+    params = s.params
+    if params is None and s.diffrep is not None:
+        params = s.diffrep.init_params(s.n, generator=s.generator, dtype=s.dtype, device=s.device)
+    elif params is not None:
+        params = {k: t.detach().clone() for k, t in params.items()}
+    return eps, params
+
+
+def prior_eps(s: Setup, x: torch.Tensor, sigma) -> torch.Tensor:
+    """Evaluate the prior on every view: ``x`` ``[n, V, *shape]`` -> ``eps_hat`` of the same shape.
+    ``sigma`` is a float or a ``[n]`` tensor (one level per sample, shared by its views)."""
+    n, V = x.shape[:2]
+    sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if sig.ndim == 1:
+        sig = sig.repeat_interleave(V)
+    with torch.no_grad():
+        e = s.prior.eps(x.flatten(0, 1), sig, s.item_conds, s.guidance_scale)
+    return e.reshape(x.shape)
+
+
+def progress_range(steps: int, progress: bool, desc: str):
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    return tqdm(range(steps), disable=not progress, desc=desc, leave=False)
+
+
+def check_callback(callback: Callable | None):
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable(step, info) or None, got {type(callback).__name__}")
+
+
+def nfe_multiplier(s: Setup) -> int:
+    """2 when classifier-free guidance runs a conditional and an unconditional pass, else 1."""
+    return getattr(s.prior, "evals_per_call", lambda g: 1)(s.guidance_scale)
+
+
+def bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample ``[n]`` vector to broadcast against ``like`` ``[n, ...]``."""
+    return v.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def trace_append(trace: dict, key: str, value: Any):
+    trace.setdefault(key, []).append(value)

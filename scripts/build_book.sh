@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: set up, then build the Jupyter Book with every notebook executed on its offline defaults.
+# Fails (non-zero exit) on any notebook error or Sphinx warning.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
+.venv/bin/jupyter-book build . --warningiserror --nitpick --keep-going --builder html
+echo "Book built: $(pwd)/_build/html/index.html"
