@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import papermill
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.ipynb"))
@@ -29,7 +30,6 @@ def test_every_notebook_has_parameters_cell_first():
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_papermill_ci_parameters(nb, tmp_path):
-    papermill = pytest.importorskip("papermill")
     out = tmp_path / nb.name
     papermill.execute_notebook(str(nb), str(out), parameters=_ci_params(nb), kernel_name="python3",
                                cwd=str(nb.parent), progress_bar=False)
