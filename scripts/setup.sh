@@ -11,4 +11,3 @@ fi
 .venv/bin/python -m pip install -q "torch>=2.2,<2.15" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import diffrep_lite, torch, diffusers, jupyter_book; print('diffrep-lite', diffrep_lite.__version__, '| torch', torch.__version__)"
-.venv/bin/python -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
