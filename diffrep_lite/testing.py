@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from .priors.stable_diffusion import hf_progress_bars
+
 __all__ = ["make_tiny_stable_diffusion", "make_tiny_unet2d", "TINY_SD_WORDS"]
 
 #: Words the tiny tokenizer knows as single tokens (everything else is spelled byte by byte).
@@ -125,7 +127,8 @@ def make_tiny_stable_diffusion(path, seed: int = 0, *, prediction_type: str = "e
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     p.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(str(p))
+    with hf_progress_bars(False):
+        pipe.save_pretrained(str(p))
     return str(p)
 
 
@@ -168,5 +171,6 @@ def make_tiny_unet2d(path, seed: int = 0, *, sample_size: int = 16, channels: in
         torch.random.set_rng_state(state)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule)
     p.mkdir(parents=True, exist_ok=True)
-    DDPMPipeline(unet=unet, scheduler=sched).save_pretrained(str(p))
+    with hf_progress_bars(False):
+        DDPMPipeline(unet=unet, scheduler=sched).save_pretrained(str(p))
     return str(p)

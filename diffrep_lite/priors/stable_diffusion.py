@@ -23,6 +23,7 @@ UNet pass; ``s = 0`` the unconditional one, one pass; any other ``s`` runs both 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 from ..schedule import Schedule
 from .base import Prior, _bcast
 
-__all__ = ["StableDiffusionPrior", "PREDICTION_TYPES"]
+__all__ = ["StableDiffusionPrior", "PREDICTION_TYPES", "resolve_model_id", "hf_progress_bars"]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 _SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -94,6 +95,23 @@ def resolve_model_id(model_id_or_path, *, local_files_only: bool | None = None) 
                 "Pass a local pipeline folder (see diffrep_lite.testing.make_tiny_stable_diffusion for an offline "
                 "one) or go online.")
     return model_id_or_path, offline
+
+
+@contextlib.contextmanager
+def hf_progress_bars(enabled: bool):
+    """Temporarily switch the diffusers / transformers loading and saving progress bars on or off
+    (restored afterwards), so notebooks stay clean."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    before = (dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled())
+    for mod in (dlog, tlog):
+        (mod.enable_progress_bar if enabled else mod.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        for mod, on in zip((dlog, tlog), before):
+            (mod.enable_progress_bar if on else mod.disable_progress_bar)()
 
 
 def _dtype_kwarg(dtype) -> dict:
@@ -187,7 +205,7 @@ class StableDiffusionPrior(Prior):
     def from_pretrained(cls, model_id_or_path, *, device="cpu", dtype=None, height: int | None = None,
                         width: int | None = None, latent_size=None, negative_prompt: str = "",
                         batch_size: int | None = None, local_files_only: bool | None = None,
-                        **pipeline_kwargs) -> "StableDiffusionPrior":
+                        progress: bool = False, **pipeline_kwargs) -> "StableDiffusionPrior":
         """Load a Stable Diffusion pipeline (local folder or hub id) as a prior.
 
         Args:
@@ -201,6 +219,7 @@ class StableDiffusionPrior(Prior):
                 (64 latents = 512 px for SD 1.5).
             negative_prompt: text of the unconditional CFG branch. batch_size: see the class.
             local_files_only: force offline loading (default: offline iff ``HF_HUB_OFFLINE`` is set).
+            progress: show diffusers' / transformers' loading progress bars.
             pipeline_kwargs: passed to ``StableDiffusionPipeline.from_pretrained`` (e.g. ``variant="fp16"``).
 
         Raises:
@@ -221,9 +240,10 @@ class StableDiffusionPrior(Prior):
         vae_scale = 2 ** (len(vcfg["block_out_channels"]) - 1)
         s = ucfg.get("sample_size", 64)
         size = _latent_size(height, width, latent_size, vae_scale, (s, s) if isinstance(s, int) else tuple(s))
-        pipe = StableDiffusionPipeline.from_pretrained(
-            model, **_dtype_kwarg(dtype), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-            local_files_only=offline, **pipeline_kwargs)
+        with hf_progress_bars(progress):
+            pipe = StableDiffusionPipeline.from_pretrained(
+                model, **_dtype_kwarg(dtype), safety_checker=None, feature_extractor=None,
+                requires_safety_checker=False, local_files_only=offline, **pipeline_kwargs)
         pipe = pipe.to(device)
         return cls.from_pipeline(pipe, latent_size=size, negative_prompt=negative_prompt, batch_size=batch_size)
 
