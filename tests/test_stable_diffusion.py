@@ -16,6 +16,7 @@ import torch
 import diffrep_lite as dl
 from diffrep_lite.priors import StableDiffusionPrior
 from diffrep_lite.samplers.common import setup
+from diffrep_lite.samplers.sdi import guided_eps
 from diffrep_lite.testing import make_tiny_stable_diffusion
 
 PROMPTS = ["the cat", "a dog on grass"]
@@ -67,6 +68,8 @@ def test_cfg_matches_two_manual_unet_passes(prior, pipe):
         got = prior.eps(x, sigma, PROMPTS, s)
         torch.testing.assert_close(got, e_u + s * (e_c - e_u), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(prior.eps(x, sigma, PROMPTS, None), e_c, atol=1e-5, rtol=1e-5)  # None = conditional
+    # SDI's mirrored inversion guidance: a negative scale on the same CFG line
+    torch.testing.assert_close(guided_eps(prior, x, sigma, PROMPTS, -7.5), e_u - 7.5 * (e_c - e_u), atol=1e-5, rtol=1e-5)
     assert [prior.evals_per_call(s) for s in (None, 0.0, 1.0, 7.5)] == [1, 1, 1, 2]
 
 
