@@ -5,7 +5,8 @@
 * ``"reference"`` — plain DDIM in the prior's data space (no diffrep),
 * ``"ddr"`` — DDR, the pulled-back PF-ODE (:mod:`.ddr`),
 * ``"sjc"`` — Score Jacobian Chaining with PAAS (:mod:`.distill`),
-* ``"sds"`` — Score Distillation Sampling (:mod:`.distill`).
+* ``"sds"`` — Score Distillation Sampling (:mod:`.distill`),
+* ``"sdi"`` — Score Distillation via Inversion, SDS with DDIM-inverted noise (:mod:`.sdi`).
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from .common import SampleResult
 from .ddr import ddr
 from .distill import sds, sjc
 from .reference import reference
+from .sdi import sdi
 
-METHODS = {"reference": reference, "ddr": ddr, "sjc": sjc, "sds": sds}
+METHODS = {"reference": reference, "ddr": ddr, "sjc": sjc, "sds": sds, "sdi": sdi}
 
 
 def sample(method: str, prior, diffrep=None, **kwargs) -> SampleResult:
@@ -33,4 +35,4 @@ def sample(method: str, prior, diffrep=None, **kwargs) -> SampleResult:
     return METHODS[method](prior, diffrep, **kwargs)
 
 
-__all__ = ["sample", "METHODS", "SampleResult", "reference", "ddr", "sjc", "sds"]
+__all__ = ["sample", "METHODS", "SampleResult", "reference", "ddr", "sjc", "sds", "sdi"]

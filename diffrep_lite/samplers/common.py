@@ -145,8 +145,7 @@ def setup(prior, diffrep, *, steps, n, seed, generator, params0, cond, guidance_
         items = [vc for _ in range(n) for vc in view_conds]
     else:
         items = [prior.combine_cond(c, vc) for c in conds for vc in view_conds]
-    if items is not None:
-        prior.check_cond(items, n * V)
+    prior.check_cond(items, n * V)  # also for items=None: a prior that needs a condition says so here
     gen = make_generator(seed, generator, device)
     return Setup(prior, diffrep, n, V, gen, params0, items, guidance_scale, dtype, device)
 
