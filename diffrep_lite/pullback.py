@@ -50,8 +50,10 @@ def cg_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 
     """CGLS for ``min ||J d - v||^2 + damping ||d||^2`` per sample, started at ``d = 0``.
 
     With ``damping = 0`` and ``J^T J`` singular, the iterates stay in ``range(J^T)`` and converge to the
-    minimum-norm solution ``J^+ v``. ``iters`` iterations cost ``iters`` jvp's and ``iters + 1`` vjp's.
-    ``tol`` stops early (all samples) once ``||J^T r|| <= tol * ||J^T v||``.
+    minimum-norm solution ``J^+ v``. At most ``iters`` iterations, costing one jvp and one vjp each (plus
+    one vjp). A sample stops updating once ``||J^T r||`` reaches round-off (about ``100 eps ||J|| ||r||``,
+    or ``100 eps ||J^T v||``), and the loop ends when every sample has; ``tol`` stops early (all samples)
+    once ``||J^T r|| <= tol * ||J^T v||``.
     """
     params = {k: t.detach() for k, t in params.items()}
     _, vjp_fn = vjp(render, params)
