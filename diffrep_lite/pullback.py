@@ -50,8 +50,10 @@ def cg_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 
     """CGLS for ``min ||J d - v||^2 + damping ||d||^2`` per sample, started at ``d = 0``.
 
     With ``damping = 0`` and ``J^T J`` singular, the iterates stay in ``range(J^T)`` and converge to the
-    minimum-norm solution ``J^+ v``. ``iters`` iterations cost ``iters`` jvp's and ``iters + 1`` vjp's.
-    ``tol`` stops early (all samples) once ``||J^T r|| <= tol * ||J^T v||``.
+    minimum-norm solution ``J^+ v``. At most ``iters`` iterations, costing one jvp and one vjp each (plus
+    one vjp). A sample stops updating once ``||J^T r||`` reaches round-off (about ``100 eps ||J|| ||r||``,
+    or ``100 eps ||J^T v||``), and the loop ends when every sample has; ``tol`` stops early (all samples)
+    once ``||J^T r|| <= tol * ||J^T v||``.
     """
     params = {k: t.detach() for k, t in params.items()}
     _, vjp_fn = vjp(render, params)
@@ -68,19 +70,31 @@ def cg_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 
     p = {k: t.clone() for k, t in s.items()}
     gamma = _bdot(s, s)
     gamma0 = gamma.clone()
+    # A sample stops (alpha = beta = 0 from then on) once ||J^T r|| reaches round-off, ~eps ||J|| ||r||:
+    # iterating past that point divides round-off by round-off and can blow the solution up (seen on
+    # tall J, where r never vanishes). ||J||^2 is estimated by the largest Rayleigh quotient seen.
+    floor = (100 * torch.finfo(gamma.dtype).eps) ** 2
+    norm2 = torch.zeros_like(gamma)
+    active = gamma > floor * gamma0
     for _ in range(iters):
+        if not bool(active.any()):
+            break
         q = J(p)
-        den = _bdot_t(q, q) + damping * _bdot(p, p)
-        alpha = _safe_div(gamma, den)
+        pp = _bdot(p, p)
+        den = _bdot_t(q, q) + damping * pp
+        norm2 = torch.maximum(norm2, _safe_div(den, pp))
+        alpha = torch.where(active, _safe_div(gamma, den), torch.zeros_like(gamma))
         d = _axpy(alpha, p, d)
         r = r - alpha.reshape(-1, *([1] * (r.ndim - 1))) * q
         s = Jt(r)
         if damping:
             s = _axpy(torch.full_like(alpha, -damping), d, s)
         gamma_new = _bdot(s, s)
-        beta = _safe_div(gamma_new, gamma)
+        beta = torch.where(active, _safe_div(gamma_new, gamma), torch.zeros_like(gamma))
         p = _axpy(beta, p, s)
-        gamma = gamma_new
+        gamma = torch.where(active, gamma_new, gamma)
+        scale = torch.maximum(gamma0, norm2 * (_bdot_t(r, r) + damping * _bdot(d, d)))
+        active = active & (gamma > floor * scale)
         if tol and torch.all(gamma <= (tol**2) * gamma0):
             break
     return d

@@ -12,7 +12,7 @@ from ..diffreps.base import Diffrep, check_params
 from ..priors.base import Prior, check_guidance
 from ..schedule import _check_steps
 
-__all__ = ["SampleResult", "Setup", "setup", "prior_eps", "progress_range"]
+__all__ = ["SampleResult", "Setup", "setup", "prior_eps", "progress_range", "check_progress"]
 
 
 @dataclass
@@ -173,9 +173,15 @@ def prior_eps(s: Setup, x: torch.Tensor, sigma) -> torch.Tensor:
     return e.reshape(x.shape)
 
 
-def progress_range(steps: int, progress: bool, desc: str):
+def check_progress(progress) -> bool:
+    """Validate the ``progress`` flag (call it before any sampling work)."""
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
+    return progress
+
+
+def progress_range(steps: int, progress: bool, desc: str):
+    check_progress(progress)
     return tqdm(range(steps), disable=not progress, desc=desc, leave=False)
 
 

@@ -26,8 +26,8 @@ import torch
 
 from ..pullback import SOLVERS, solve
 from ..schedule import renoise_coefficient
-from .common import (SampleResult, bcast, check_callback, check_choice, nfe_multiplier, _check_int,
-                     init_state, prior_eps, progress_range, setup)
+from .common import (SampleResult, bcast, check_callback, check_choice, check_positive, check_progress,
+                     nfe_multiplier, _check_int, init_state, prior_eps, progress_range, setup)
 
 CONVENTIONS = ("A", "B")
 
@@ -68,10 +68,14 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     _check_int(solver_iters, "solver_iters")
     _check_int(fit_iters, "fit_iters")
     _check_int(repaint_iters, "repaint_iters")
+    if isinstance(damping, bool) or not isinstance(damping, (int, float)):
+        raise TypeError(f"damping must be a float >= 0, got {damping!r}")
     if not damping >= 0:
         raise ValueError(f"damping must be >= 0, got {damping!r}")
+    check_positive(solver_lr, "solver_lr")
     renoise_coefficient(0.0, 1.0, eta)  # validates eta
     check_callback(callback)
+    check_progress(progress)
     solver_kw = dict(solver=solver, iters=solver_iters, damping=damping, lr=solver_lr)
 
     sigmas = prior.schedule.sigma_grid(steps)

@@ -15,20 +15,26 @@ from __future__ import annotations
 import torch
 
 from ..schedule import sigma_to_alpha_bar
-from .common import (SampleResult, check_callback, check_choice, check_positive, init_state, nfe_multiplier,
-                     prior_eps, progress_range, setup, bcast)
+from .common import (SampleResult, check_callback, check_choice, check_positive, check_progress, init_state,
+                     nfe_multiplier, prior_eps, progress_range, setup, bcast)
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 SJC_SIGMAS = ("anneal", "random")
 SDS_WEIGHTINGS = ("sds", "uniform")
 
 
-def _optimise(s, diffrep, params, steps, optimizer, lr, direction, progress, callback, desc, return_trace):
-    """Shared loop: ``direction(step, f)`` returns the image-space ascent direction ``g`` ``[n, V, ...]``;
-    the optimiser gets the gradient ``-J^T g``."""
+def _check_optimiser_args(optimizer, lr, callback, progress):
+    """Validate the loop's arguments (before any sampling work)."""
     check_choice(optimizer, "optimizer", OPTIMIZERS)
     check_positive(lr, "lr")
     check_callback(callback)
+    check_progress(progress)
+
+
+def _optimise(s, diffrep, params, steps, optimizer, lr, direction, progress, callback, desc, return_trace):
+    """Shared loop: ``direction(step, f)`` returns the image-space ascent direction ``g`` ``[n, V, ...]``;
+    the optimiser gets the gradient ``-J^T g``."""
+    _check_optimiser_args(optimizer, lr, callback, progress)
     leaves = {k: t.detach().clone().requires_grad_(True) for k, t in params.items()}
     opt = OPTIMIZERS[optimizer](list(leaves.values()), lr=lr)
     trace = {"x": []} if return_trace else {}
@@ -72,6 +78,7 @@ def sjc(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
     check_choice(sigmas, "sigmas", SJC_SIGMAS)
     if not isinstance(paas, bool):
         raise TypeError(f"paas must be True or False, got {paas!r}")
+    _check_optimiser_args(optimizer, lr, callback, progress)
     _, params = init_state(s)
     grid = prior.schedule.sigma_grid(steps)[:-1]
     table = prior.schedule.sigmas
@@ -115,6 +122,7 @@ def sds(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         raise ValueError(f"t_range must be a pair (t_min, t_max) with 0 <= t_min < t_max <= 1, got {t_range!r}")
     if not 0.0 <= t_min < t_max <= 1.0:
         raise ValueError(f"t_range must be a pair (t_min, t_max) with 0 <= t_min < t_max <= 1, got {t_range!r}")
+    _check_optimiser_args(optimizer, lr, callback, progress)
     _, params = init_state(s)
     table = prior.schedule.sigmas.to(s.device)
     T = table.numel()

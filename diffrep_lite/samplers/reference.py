@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..schedule import renoise_coefficient
-from .common import SampleResult, check_callback, nfe_multiplier, prior_eps, progress_range, setup
+from .common import SampleResult, check_callback, check_progress, nfe_multiplier, prior_eps, progress_range, setup
 
 
 def reference(prior, diffrep=None, *, steps: int = 50, n: int | None = None, seed: int | None = None,
@@ -37,6 +37,7 @@ def reference(prior, diffrep=None, *, steps: int = 50, n: int | None = None, see
         raise ValueError("reference does not use params0")
     renoise_coefficient(0.0, 1.0, eta)  # validates eta before any work
     check_callback(callback)
+    check_progress(progress)
     sigmas = prior.schedule.sigma_grid(steps)
     eps = torch.randn(s.n, s.V, *prior.data_shape, generator=s.generator, dtype=s.dtype, device=s.device)
     x = float(sigmas[0]) * eps
