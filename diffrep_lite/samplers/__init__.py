@@ -14,6 +14,7 @@ from .ddr import ddr
 from .distill import sds, sjc
 from .reference import reference
 
+#: Sampler name -> function; :func:`sample` dispatches on these keys.
 METHODS = {"reference": reference, "ddr": ddr, "sjc": sjc, "sds": sds}
 
 

@@ -175,6 +175,11 @@ def prior_eps(s: Setup, x: torch.Tensor, sigma) -> torch.Tensor:
 
 
 def progress_range(steps: int, progress: bool, desc: str):
+    """``range(steps)`` wrapped in a ``tqdm.auto`` bar labelled ``desc``; no bar when ``progress`` is False.
+
+    Raises:
+        TypeError: ``progress`` is not a bool.
+    """
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
     return tqdm(range(steps), disable=not progress, desc=desc, leave=False)
