@@ -8,6 +8,8 @@
 * ``{nb}`02``` links to the notebook whose file name starts with ``02`` (title as link text), or
   ``{nb}`text <book/forward_update>``` to any page; a missing target renders as plain text, so chapters keep
   building while notebooks from other branches are absent.
+* short Python cross-references in docstrings (``Prior.eps``, or ``eps`` inside a class) resolve to the nearest
+  documented object whose full name ends with them.
 * tag ``has_forward_update`` is set when ``book/forward_update.md`` exists, for ``{only}`` blocks.
 * ``{api}`diffrep_lite.sample``` links to an API name when it exists in the imported package and renders
   it as code otherwise.
@@ -236,6 +238,42 @@ def api_role(name, rawtext, text, lineno, inliner, options=None, content=None):
     return [ref], []
 
 
+def resolve_short_python_names(app, env, node, contnode):
+    """``missing-reference`` handler: resolve a short Python name (``Prior.eps`` or ``eps`` inside a class) to the
+    documented object whose full name ends with it, preferring the one nearest to where the reference is
+    written. Docstrings may then use the short names readers expect; names that match nothing still warn."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node.get("reftarget", "").lstrip(".~")
+    if not target or " " in target:
+        return None
+    domain = env.get_domain("py")
+    allowed = set(domain.objtypes_for_role(node.get("reftype", "obj")) or [])
+    context = ".".join(p for p in (node.get("py:module"), node.get("py:class")) if p)
+    best, best_score = None, -1
+    for name, entry in domain.objects.items():
+        if (name == target or name.endswith("." + target)) and (not allowed or entry.objtype in allowed):
+            common = len(_common_prefix(name, context)) if context else 0
+            score = common * 2 + (0 if entry.aliased else 1)
+            if score > best_score:
+                best, best_score = (name, entry), score
+    if best is None:
+        return None
+    from sphinx.util.nodes import make_refnode
+
+    name, entry = best
+    return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, name)
+
+
+def _common_prefix(a: str, b: str) -> str:
+    parts = []
+    for x, y in zip(a.split("."), b.split(".")):
+        if x != y:
+            break
+        parts.append(x)
+    return ".".join(parts)
+
+
 def _page_tags(app, config):
     """Tag ``has_<page>`` for optional pages another part of the project may add (``{only}`` switches on them)."""
     for page in ("forward_update",):
@@ -245,6 +283,7 @@ def _page_tags(app, config):
 
 def setup(app):
     app.connect("config-inited", _page_tags)
+    app.connect("missing-reference", resolve_short_python_names)
     app.add_directive("diffrep-api", DiffrepApiDirective)
     app.add_role("nb", nb_role)
     app.add_role("api", api_role)
