@@ -152,9 +152,8 @@ def module_rst(mod: str, homes: dict[int, str], modules: set[str]) -> list[str]:
                     sig = name + "(...)"
             lines += [f".. {directive}:: {sig}", f"   :module: {mod}", *clash, "",
                       f"   Re-exported here; documented at :py:{role}:`{home}.{name}`.", ""]
-            aliases.append(f"* :py:{role}:`{mod}.{name}` → :py:{role}:`{home}.{name}`")
     if aliases:
-        lines += [".. rubric:: Names re-exported by this module", ""] + aliases + [""]
+        lines += [".. rubric:: Modules exported by this package", ""] + aliases + [""]
     return lines
 
 
