@@ -10,7 +10,7 @@
   building while notebooks from other branches are absent.
 * short Python cross-references in docstrings (``Prior.eps``, or ``eps`` inside a class) resolve to the nearest
   documented object whose full name ends with them.
-* tag ``has_forward_update`` is set when ``book/forward_update.md`` exists, for ``{only}`` blocks.
+* tag ``has_forward_update`` is set when ``book/forward_update.md`` exists and is in the toc, for ``{only}`` blocks.
 * ``{api}`diffrep_lite.sample``` links to an API name when it exists in the imported package and renders
   it as code otherwise.
 """
@@ -274,9 +274,12 @@ def _common_prefix(a: str, b: str) -> str:
 
 
 def _page_tags(app, config):
-    """Tag ``has_<page>`` for optional pages another part of the project may add (``{only}`` switches on them)."""
+    """Tag ``has_<page>`` for optional pages another part of the project may add (``{only}`` switches on them):
+    set when ``book/<page>.md`` exists and the table of contents lists it."""
+    toc_path = Path(app.srcdir) / getattr(config, "external_toc_path", "_toc.yml")
+    toc = toc_path.read_text() if toc_path.exists() else ""
     for page in ("forward_update",):
-        if (Path(app.srcdir) / "book" / f"{page}.md").exists():
+        if (Path(app.srcdir) / "book" / f"{page}.md").exists() and f"book/{page}" in toc:
             app.tags.add(f"has_{page}")
 
 
