@@ -59,6 +59,12 @@ def test_public_names_found():
     assert len(ENTRIES) >= 40
 
 
+def test_every_public_module_declares_all():
+    """Without ``__all__`` a module's public names would silently stay out of the reference."""
+    missing = [m for m in public_modules("diffrep_lite") if not hasattr(importlib.import_module(m), "__all__")]
+    assert not missing, f"modules without __all__: {missing}"
+
+
 def test_every_public_name_has_a_docstring():
     missing = [f"{m}.{n}" for m, n, o in ENTRIES if not _own_doc(m, n, o)]
     for mod in public_modules("diffrep_lite"):
