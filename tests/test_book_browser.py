@@ -133,6 +133,27 @@ def test_internal_links_resolve():
     assert not broken, f"{len(broken)} broken internal links:\n" + "\n".join(broken[:50])
 
 
+def test_chapter_links_to_built_notebooks():
+    """``{nb}`02``` in a chapter renders as text when notebook 02 is absent; once it is in the book it must link."""
+    built = set(toc_files())
+    missing = []
+    for md in sorted((ROOT / "book").glob("*.md")):
+        page = HTML / "book" / (md.stem + ".html")
+        if f"book/{md.stem}.html" not in built:
+            continue
+        hrefs = {urlsplit(u).path for _, u in parse(page).links}
+        for ref in re.findall(r"\{nb\}`([^`]+)`", md.read_text()):
+            target = re.sub(r"^.*<(.+)>$", r"\1", ref).strip()
+            prefix = target if "/" in target else f"notebooks/{target}"
+            pages = [p for p in built if p == prefix + ".html" or p.startswith(prefix + "_")
+                     or (p.startswith(prefix) and "/" not in target)]
+            for p in pages:
+                rel = os.path.relpath(HTML / p, page.parent)
+                if rel not in hrefs:
+                    missing.append(f"book/{md.name}: {{nb}}`{ref}` -> {p}")
+    assert not missing, "chapters that do not link to notebooks in the book:\n" + "\n".join(missing)
+
+
 def test_notebook_pages_have_png_figures():
     """Every notebook page shows at least one figure whose file (or data URI) is a non-empty PNG."""
     pages = notebook_pages()
