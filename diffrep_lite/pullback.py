@@ -156,6 +156,7 @@ def gd_solve(render: Callable, params: Params, v: torch.Tensor, *, lr: float = 1
     return {k: lr * t for k, t in vjp_fn(v.detach())[0].items()}
 
 
+#: Solver name -> function; the names :func:`solve` and the samplers' ``solver=`` accept.
 SOLVERS = {"dense": dense_solve, "cg": cg_solve, "adam": adam_solve, "gd": gd_solve}
 
 

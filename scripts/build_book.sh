@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
-.venv/bin/jupyter-book build . --warningiserror --nitpick --keep-going --builder html
+# --all re-reads every page (notebook outputs still come from the execution cache), so a warning or a failed
+# notebook from an earlier run fails this run too instead of hiding in Sphinx's incremental build.
+.venv/bin/jupyter-book build . --all --warningiserror --nitpick --keep-going --builder html
 echo "Book built: $(pwd)/_build/html/index.html"

@@ -16,6 +16,7 @@ from .distill import sds, sjc
 from .reference import reference
 from .sdi import sdi
 
+#: Sampler name -> function; :func:`sample` dispatches on these keys.
 METHODS = {"reference": reference, "ddr": ddr, "sjc": sjc, "sds": sds, "sdi": sdi}
 
 

@@ -181,6 +181,11 @@ def check_progress(progress) -> bool:
 
 
 def progress_range(steps: int, progress: bool, desc: str):
+    """``range(steps)`` wrapped in a ``tqdm.auto`` bar labelled ``desc``; no bar when ``progress`` is False.
+
+    Raises:
+        TypeError: ``progress`` is not a bool.
+    """
     check_progress(progress)
     return tqdm(range(steps), disable=not progress, desc=desc, leave=False)
 

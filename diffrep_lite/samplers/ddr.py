@@ -29,6 +29,7 @@ from ..schedule import renoise_coefficient
 from .common import (SampleResult, bcast, check_callback, check_choice, check_positive, check_progress,
                      nfe_multiplier, _check_int, init_state, prior_eps, progress_range, setup)
 
+#: The two discretisations of the pulled-back ODE (see the module docstring and the book's pull-back chapter).
 CONVENTIONS = ("A", "B")
 
 

@@ -18,6 +18,7 @@ from ..schedule import sigma_to_alpha_bar
 from .common import (SampleResult, check_callback, check_choice, check_positive, check_progress, init_state,
                      nfe_multiplier, prior_eps, progress_range, setup, bcast)
 
+#: Optimiser name -> ``torch.optim`` class, for ``optimizer=`` of :func:`sjc` and :func:`sds`.
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 SJC_SIGMAS = ("anneal", "random")
 SDS_WEIGHTINGS = ("sds", "uniform")
@@ -65,13 +66,14 @@ def sjc(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         return_trace: bool = False) -> SampleResult:
     """Score Jacobian Chaining: ascend ``J^T g`` with ``g`` the (PAAS) score scaled by ``sigma``.
 
+    Arguments not listed here are as in :func:`~diffrep_lite.samplers.ddr.ddr`.
+
     Args:
         steps: optimiser steps (the step budget; one prior evaluation per view each).
         lr, optimizer: step size and optimiser (``adamax`` as in SJC, ``adam`` or ``sgd``).
         paas: use Perturb-and-Average Scoring, ``g = (D(f + sigma n) - f) / sigma`` (SJC eq. 16).
         sigmas: ``"anneal"`` walks the schedule's ``steps`` levels from high to low noise;
             ``"random"`` draws a tick uniformly per step (SJC's code, without the 30 largest / 10 smallest).
-        other arguments as in :func:`~diffrep_lite.samplers.ddr.ddr`.
     """
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale)
@@ -107,11 +109,12 @@ def sds(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         return_trace: bool = False) -> SampleResult:
     """Score Distillation Sampling: descend ``w(t) J^T (eps_hat(f + sigma_t eps) - eps)``.
 
+    Arguments not listed here are as in :func:`~diffrep_lite.samplers.ddr.ddr`.
+
     Args:
         steps: optimiser steps. lr, optimizer: as in DreamFusion/threestudio (Adam).
         t_range: ``(t_min, t_max)`` fractions of the training ticks to draw ``t`` from, ``0 <= t_min < t_max <= 1``.
         weighting: ``"sds"`` (``w = 1 - abar_t``) or ``"uniform"`` (``w = 1``).
-        other arguments as in :func:`~diffrep_lite.samplers.ddr.ddr`.
     """
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale)

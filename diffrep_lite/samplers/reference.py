@@ -11,6 +11,8 @@ import torch
 from ..schedule import renoise_coefficient
 from .common import SampleResult, check_callback, check_progress, nfe_multiplier, prior_eps, progress_range, setup
 
+__all__ = ["reference"]
+
 
 def reference(prior, diffrep=None, *, steps: int = 50, n: int | None = None, seed: int | None = None,
               generator=None, cond=None, guidance_scale=None, eta: float = 0.0, progress: bool = True,
