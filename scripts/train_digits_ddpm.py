@@ -13,7 +13,7 @@ exponential moving average (EMA) of the parameters.
 
 Usage::
 
-    PYTHONPATH=. python scripts/train_digits_ddpm.py --out diffrep_lite/models/digits16 --steps 2000
+    PYTHONPATH=. python scripts/train_digits_ddpm.py --out diffrep_lite/models/digits16 --steps 1200
 
 Writes ``OUT/config.json`` + ``OUT/diffusion_pytorch_model.safetensors`` (the EMA UNet, via
 ``save_pretrained``), ``OUT/scheduler_config.json`` (a ``DDPMScheduler`` config) and
@@ -56,7 +56,7 @@ def build_unet(size: int = 16):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output directory (created)")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
+    p.add_argument("--steps", type=int, default=1200, help="optimiser steps")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=200)

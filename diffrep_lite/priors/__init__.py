@@ -1,5 +1,7 @@
 """Diffusion priors (the model side). See :class:`~diffrep_lite.priors.base.Prior` for the protocol."""
 from .analytic import Gaussian, GaussianMixture
 from .base import Prior
+from .diffusers_unet import UNetPrior
+from .shipped import load_digits_prior
 
-__all__ = ["Prior", "Gaussian", "GaussianMixture"]
+__all__ = ["Prior", "Gaussian", "GaussianMixture", "UNetPrior", "load_digits_prior"]
