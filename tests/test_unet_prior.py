@@ -211,3 +211,39 @@ def test_bad_conditions_and_guidance(cond_dir, uncond_dir, tmp_path):
         UNetPrior.from_pretrained(cond_dir, null_label=7)
     with pytest.raises(ValueError, match="null_label was given, but the UNet is unconditional"):
         UNetPrior.from_pretrained(uncond_dir, null_label=0)
+
+
+# ----------------------------------------------------------------------------- the shipped model
+SHIPPED_CFG = 3.0  # guidance scale of the acceptance check (documented in the model card)
+
+
+def test_shipped_model_samples_are_recognisable():
+    """50-step class-conditional DDIM samples (10 per digit, seed 0, CFG 3) of the shipped model are
+    classified as the requested digit by a logistic regression trained on the same 16x16 digits
+    (acceptance: >= 80 %; the measured figure is in the model card)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from diffrep_lite.data import load_digits16
+
+    x, y = load_digits16()
+    clf = LogisticRegression(max_iter=2000).fit(x.flatten(1).numpy(), y.numpy())
+    prior = dl.priors.load_digits_prior()
+    assert prior.data_shape == (1, 16, 16) and prior.null_label == 10 and prior.num_classes == 11
+    labels = torch.arange(10).repeat_interleave(10)
+    out = dl.sample("reference", prior, None, steps=50, n=100, seed=0, cond=labels, guidance_scale=SHIPPED_CFG,
+                    progress=False)
+    pred = clf.predict(out.x[:, 0].clamp(-1, 1).flatten(1).numpy())
+    acc = float((torch.as_tensor(pred) == labels).float().mean())
+    print(f"shipped model: {acc:.0%} of CFG-{SHIPPED_CFG:g} samples classified as the requested digit")
+    assert acc >= 0.8
+
+
+def test_shipped_model_package_files():
+    from diffrep_lite.priors.shipped import shipped_model_path
+
+    d = shipped_model_path("digits16")
+    names = {p.name for p in d.iterdir()}
+    assert {"config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json", "README.md"} <= names
+    assert (d / "diffusion_pytorch_model.safetensors").stat().st_size < 6e6  # a few MB
+    with pytest.raises(ValueError, match="shipped models"):
+        shipped_model_path("imagenet")

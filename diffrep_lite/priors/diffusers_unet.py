@@ -230,9 +230,13 @@ class UNetPrior(Prior):
         return 1 if guidance_scale is None or float(guidance_scale) in (0.0, 1.0) else 2
 
     def check_cond(self, cond, batch=None):
-        """``cond`` must be None or ``batch`` integer labels in ``[0, num_classes)`` (a list or int tensor)."""
+        """``cond`` must be None or ``batch`` integer labels in ``[0, num_classes)`` (a list or int tensor);
+        None only when the model is unconditional or has a null label."""
         super().check_cond(cond, batch)
         if cond is None:
+            if self.conditional and self.null_label is None:
+                raise ValueError("this UNet is class-conditional and has no null label: pass cond "
+                                 f"(one int label in [0, {self.num_classes}) per input)")
             return
         self._labels(cond)
 
@@ -280,10 +284,7 @@ class UNetPrior(Prior):
         if self.conditional:
             null = torch.full((B,), self.null_label if self.null_label is not None else 0, dtype=torch.long,
                               device=self.device)
-            if cond is None:
-                if self.null_label is None:
-                    raise ValueError("this UNet is class-conditional and has no null label: pass cond "
-                                     f"(one int label in [0, {self.num_classes}) per input)")
+            if cond is None:  # check_cond made sure there is a null label
                 labels = null
             else:
                 labels = self._labels(cond)
