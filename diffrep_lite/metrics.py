@@ -139,16 +139,19 @@ class DigitsFeatureNet(nn.Module):
     penultimate layer (used for KID), ``forward`` the 10 class logits.
 
     Layout: conv3x3(1->16) ReLU maxpool2, conv3x3(16->32) ReLU maxpool2, linear(512->64) ReLU, linear(64->10).
-    Inputs of another size are resized to 16x16 (bilinear, antialiased) first.
+    Inputs of another size are resized to 16x16 (bilinear, antialiased) first. :meth:`features` divides
+    by ``feature_scale`` (the RMS feature value over the training digits, stored with the weights), so
+    features are O(1) like Inception's and KID values land on the usual scale.
     """
 
-    def __init__(self, width: int = 16, feat_dim: int = 64, n_classes: int = 10):
+    def __init__(self, width: int = 16, feat_dim: int = 64, n_classes: int = 10, feature_scale: float = 1.0):
         super().__init__()
         self.conv1 = nn.Conv2d(1, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
         self.fc1 = nn.Linear(2 * width * 16, feat_dim)
         self.fc2 = nn.Linear(feat_dim, n_classes)
-        self.config = dict(width=width, feat_dim=feat_dim, n_classes=n_classes)
+        self.feature_scale = float(feature_scale)
+        self.config = dict(width=width, feat_dim=feat_dim, n_classes=n_classes, feature_scale=self.feature_scale)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, 1, H, W]`` images in ``[-1, 1]`` (clamped) -> ``[N, feat_dim]`` features."""
@@ -159,10 +162,11 @@ class DigitsFeatureNet(nn.Module):
             x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
         h = F.max_pool2d(F.relu(self.conv1(x)), 2)
         h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return F.relu(self.fc1(h.flatten(1)))
+        return F.relu(self.fc1(h.flatten(1))) / self.feature_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.features(x))
+        """Class logits ``[N, n_classes]``."""
+        return self.fc2(self.features(x) * self.feature_scale)
 
     def save(self, directory):
         """Write ``config.json`` and ``model.safetensors`` to ``directory``."""

@@ -83,6 +83,9 @@ def main(argv=None):
         log.append(dict(epoch=ep + 1, loss=round(tot / len(ytr), 4), test_acc=round(acc, 4)))
         print(f"epoch {ep + 1:3d}  loss {tot / len(ytr):.4f}  held-out acc {acc:.4f}", flush=True)
     net.eval()
+    with torch.no_grad():  # RMS feature over all digits -> stored scale, so that features are O(1)
+        net.feature_scale = 1.0
+        net.feature_scale = net.config["feature_scale"] = float(net.features(x).pow(2).mean().sqrt())
     net.save(a.out)
     n_params = sum(p.numel() for p in net.parameters())
     info = dict(args=vars(a), n_params=n_params, n_train=int(mask.sum()), n_test=len(test_idx),

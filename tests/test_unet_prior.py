@@ -28,10 +28,10 @@ def tiny_unet(num_class_embeds=None, size=8, out_channels=1):
                        num_class_embeds=num_class_embeds)
 
 
-def save_model(path, unet, *, null_label=None, prediction_type="epsilon", pipeline_layout=False):
+def save_model(path, unet, *, null_label=None, prediction_type="epsilon", pipeline_layout=False, clip_sample=False):
     from diffusers import DDPMScheduler
 
-    sched = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type)
+    sched = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type, clip_sample=clip_sample)
     if pipeline_layout:  # model_index.json + unet/ + scheduler/ (as DDPMPipeline.save_pretrained writes)
         unet.save_pretrained(path / "unet")
         sched.save_pretrained(path / "scheduler")
@@ -52,6 +52,11 @@ def cond_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def uncond_dir(tmp_path_factory):
     return save_model(tmp_path_factory.mktemp("uncond"), tiny_unet(), pipeline_layout=True)
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    return save_model(tmp_path_factory.mktemp("clip"), tiny_unet(num_class_embeds=5), null_label=4, clip_sample=True)
 
 
 def manual_eps(unet, schedule, x, sigma, labels):
@@ -121,26 +126,41 @@ def test_other_prediction_types_convert_to_eps(tmp_path, prediction_type):
     torch.testing.assert_close(prior.eps(x, sigma), want, rtol=1e-5, atol=1e-5)
 
 
-def test_reference_sampler_equals_diffusers_ddim(uncond_dir):
-    """The VE-form reference DDIM through UNetPrior is exactly diffusers' VP DDIMScheduler loop."""
+def test_clip_sample_clamps_x0_and_keeps_eps_consistent(clip_dir):
+    prior = UNetPrior.from_pretrained(clip_dir)
+    raw = UNetPrior.from_pretrained(clip_dir, clip_sample=False)
+    assert prior.clip_sample and not raw.clip_sample and prior.clip_sample_range == 1.0
+    x = 2.0 * torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    sigma = torch.tensor([0.3, 5.0, 3e3])
+    e_raw = raw.eps(x, sigma, cond=[0, 1, 2], guidance_scale=3.0)
+    x0 = (x - sigma.reshape(-1, 1, 1, 1) * e_raw).clamp(-1, 1)
+    e = prior.eps(x, sigma, cond=[0, 1, 2], guidance_scale=3.0)
+    torch.testing.assert_close(e, (x - x0) / sigma.reshape(-1, 1, 1, 1), rtol=1e-5, atol=1e-5)
+    assert prior.x0(x, sigma, cond=[0, 1, 2], guidance_scale=3.0).abs().max() <= 1 + 1e-3
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_reference_sampler_equals_diffusers_ddim(tmp_path, clip):
+    """The VE-form reference DDIM through UNetPrior is exactly diffusers' VP DDIMScheduler loop
+    (with clipping: diffusers' ``clip_sample=True, use_clipped_model_output=True``)."""
     from diffusers import DDIMScheduler
 
-    prior = UNetPrior.from_pretrained(uncond_dir)  # pipeline layout: unet/ + scheduler/
-    assert not prior.conditional and not prior.supports_guidance
+    prior = UNetPrior.from_pretrained(save_model(tmp_path, tiny_unet(), pipeline_layout=True, clip_sample=clip))
+    assert not prior.conditional and not prior.supports_guidance and prior.clip_sample == clip
     steps = 10
     res = dl.sample("reference", prior, None, steps=steps, n=3, seed=5, progress=False)
     eps0 = torch.randn(3, 1, 1, 8, 8, generator=torch.Generator().manual_seed(5))[:, 0]
-    ddim = DDIMScheduler(beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing", clip_sample=False,
+    ddim = DDIMScheduler(beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing", clip_sample=clip,
                          set_alpha_to_one=True)
     ddim.set_timesteps(steps)
     abar_T = float(prior.schedule.alphas_cumprod[ddim.timesteps[0]])
     x = (1 - abar_T) ** 0.5 * eps0  # VE start sigma_max * eps, in VP units
     with torch.no_grad():
         for t in ddim.timesteps:
-            x = ddim.step(prior.unet(x, t).sample, t, x).prev_sample
-    # a random UNet's eps is not small, so the clean end points are large (|x| ~ 1e2): compare relative
-    # to the largest value (float32 round-off accumulated over 10 steps in two different parametrisations)
-    torch.testing.assert_close(res.x[:, 0], x, rtol=0, atol=1e-5 * float(x.abs().max()))
+            x = ddim.step(prior.unet(x, t).sample, t, x, use_clipped_model_output=clip).prev_sample
+    # without clipping a random UNet's clean end points are large (|x| ~ 1e2): compare relative to the
+    # largest value (float32 round-off accumulated over 10 steps in two different parametrisations)
+    torch.testing.assert_close(res.x[:, 0], x, rtol=0, atol=1e-5 * max(1.0, float(x.abs().max())))
 
 
 def test_every_sampler_runs_through_a_tiny_unet_with_cfg(cond_dir):

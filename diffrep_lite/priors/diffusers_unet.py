@@ -12,6 +12,13 @@ probability), and mixes the two predictions as
     eps = eps_u + s (eps_c - eps_u),      eps_u = eps(x | null),  eps_c = eps(x | label),
 
 so ``s = 0`` is the unconditional model, ``s = 1`` the conditional one, ``s > 1`` over-weights the class.
+
+Clipping (``clip_sample``, read from the checkpoint's scheduler config like diffusers' DDPM/DDIM
+pipelines do): the implied clean image ``x0_hat = x - sigma eps`` is clamped to
+``[-clip_sample_range, clip_sample_range]`` and the returned noise is made consistent with it,
+``eps <- (x - clamp(x0_hat)) / sigma`` (diffusers' ``use_clipped_model_output=True``). This matters at
+the top of a cosine schedule, where ``sigma_max ~ 1e4`` turns a tiny network error into a huge
+``x0_hat``; the clamp keeps every sampler's first step in the data range.
 """
 from __future__ import annotations
 
@@ -42,6 +49,9 @@ class UNetPrior(Prior):
         resolution: side length of the images to work at (default: the UNet's ``sample_size``). Must be
             a multiple of ``2 ** (len(block_out_channels) - 1)`` so that the down/up-sampling matches.
         batch_size: evaluate the UNet on at most this many inputs at once (None: all in one call).
+        clip_sample: clamp ``x0_hat`` to ``[-clip_sample_range, clip_sample_range]`` (see the module
+            docstring); :meth:`from_pretrained` takes both from the scheduler config.
+        clip_sample_range: the data range bound (> 0), 1.0 for images in ``[-1, 1]``.
         dtype, device: where the network runs; inputs must match (``torch.float16`` is for CUDA).
 
     Attributes:
@@ -57,8 +67,8 @@ class UNetPrior(Prior):
     """
 
     def __init__(self, unet, schedule: Schedule, *, prediction_type: str = "epsilon", null_label: int | None = None,
-                 resolution: int | None = None, batch_size: int | None = None, dtype=torch.float32,
-                 device="cpu"):
+                 resolution: int | None = None, batch_size: int | None = None, clip_sample: bool = False,
+                 clip_sample_range: float = 1.0, dtype=torch.float32, device="cpu"):
         from diffusers import UNet2DModel
 
         if not isinstance(unet, UNet2DModel):
@@ -95,6 +105,12 @@ class UNetPrior(Prior):
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        if not isinstance(clip_sample, bool):
+            raise TypeError(f"clip_sample must be True or False, got {clip_sample!r}")
+        if isinstance(clip_sample_range, bool) or not isinstance(clip_sample_range, (int, float)) \
+                or not clip_sample_range > 0:
+            raise ValueError(f"clip_sample_range must be a number > 0, got {clip_sample_range!r}")
+        self.clip_sample, self.clip_sample_range = clip_sample, float(clip_sample_range)
         self.native_resolution, self.resolution = int(native), int(resolution)
         self.batch_size = batch_size
         self.prediction_type = prediction_type
@@ -112,7 +128,8 @@ class UNetPrior(Prior):
     @classmethod
     def from_pretrained(cls, model_id_or_path, *, device="cpu", dtype=torch.float32, null_label: int | None = None,
                         resolution: int | None = None, batch_size: int | None = None,
-                        subfolder: str | None = None, **kwargs) -> "UNetPrior":
+                        clip_sample: bool | None = None, subfolder: str | None = None,
+                        **kwargs) -> "UNetPrior":
         """Load a ``UNet2DModel`` and its scheduler config from a local directory or the Hugging Face hub.
 
         Layouts: a model directory (``config.json`` + weights + ``scheduler_config.json``) or a pipeline
@@ -123,6 +140,7 @@ class UNetPrior(Prior):
             model_id_or_path: a local directory, or a hub id such as ``"google/ddpm-cifar10-32"``.
             device, dtype: where the network runs.
             null_label, resolution, batch_size: see :class:`UNetPrior`.
+            clip_sample: None (default) follows the scheduler config's ``clip_sample``; True/False overrides.
             subfolder: force the subfolder holding the UNet (default: ``unet/`` if present, else the root).
             **kwargs: passed to ``UNet2DModel.from_pretrained`` (e.g. ``revision``).
 
@@ -147,7 +165,7 @@ class UNetPrior(Prior):
                     "diffusers UNet2DModel (config.json + weights + scheduler_config.json) or a hub id 'owner/name'"
                 )
             return cls._from_hub(name, device=device, dtype=dtype, null_label=null_label, resolution=resolution,
-                                 batch_size=batch_size, subfolder=subfolder, **kwargs)
+                                 batch_size=batch_size, clip_sample=clip_sample, subfolder=subfolder, **kwargs)
 
         root = Path(os.path.expanduser(name))
         if subfolder is None:
@@ -174,10 +192,11 @@ class UNetPrior(Prior):
         kwargs.setdefault("torch_dtype", dtype)
         unet = UNet2DModel.from_pretrained(str(udir), **kwargs)
         return cls._build(unet, sched_cfg, side, device=device, dtype=dtype, null_label=null_label,
-                          resolution=resolution, batch_size=batch_size)
+                          resolution=resolution, batch_size=batch_size, clip_sample=clip_sample)
 
     @classmethod
-    def _from_hub(cls, repo, *, device, dtype, null_label, resolution, batch_size, subfolder, **kwargs):
+    def _from_hub(cls, repo, *, device, dtype, null_label, resolution, batch_size, clip_sample, subfolder,
+                  **kwargs):
         from diffusers import DDPMScheduler, UNet2DModel
 
         kwargs.setdefault("torch_dtype", dtype)
@@ -198,16 +217,19 @@ class UNetPrior(Prior):
         except (OSError, EnvironmentError) as e:
             raise ValueError(f"could not load a diffusers UNet2DModel + scheduler from the hub id {repo!r}: {e}") from e
         return cls._build(unet, sched_cfg, {}, device=device, dtype=dtype, null_label=null_label,
-                          resolution=resolution, batch_size=batch_size)
+                          resolution=resolution, batch_size=batch_size, clip_sample=clip_sample)
 
     @classmethod
-    def _build(cls, unet, sched_cfg, side, *, device, dtype, null_label, resolution, batch_size):
+    def _build(cls, unet, sched_cfg, side, *, device, dtype, null_label, resolution, batch_size, clip_sample):
         sched_cfg = dict(sched_cfg)
         pred = sched_cfg.get("prediction_type", "epsilon")
         if null_label is None:
             null_label = side.get("null_label")
+        if clip_sample is None:
+            clip_sample = bool(sched_cfg.get("clip_sample", False))
         prior = cls(unet, Schedule.from_config(sched_cfg), prediction_type=pred, null_label=null_label,
-                    resolution=resolution, batch_size=batch_size, dtype=dtype, device=device)
+                    resolution=resolution, batch_size=batch_size, clip_sample=clip_sample,
+                    clip_sample_range=float(sched_cfg.get("clip_sample_range", 1.0)), dtype=dtype, device=device)
         prior.class_names = side.get("class_names")
         return prior
 
@@ -290,12 +312,19 @@ class UNetPrior(Prior):
                 labels = self._labels(cond)
         s = guidance_scale
         if s is None or s == 1.0 or not self.conditional:
-            return self._chunked(xt, t, labels, abar)
-        if s == 0.0:
-            return self._chunked(xt, t, null, abar)
-        e = self._chunked(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([null, labels]), torch.cat([abar, abar]))
-        e_u, e_c = e[:B], e[B:]
-        return e_u + s * (e_c - e_u)
+            e = self._chunked(xt, t, labels, abar)
+        elif s == 0.0:
+            e = self._chunked(xt, t, null, abar)
+        else:
+            e2 = self._chunked(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([null, labels]),
+                               torch.cat([abar, abar]))
+            e_u, e_c = e2[:B], e2[B:]
+            e = e_u + s * (e_c - e_u)
+        if self.clip_sample:  # clamp x0_hat = x - sigma eps to the data range, keep eps consistent with it
+            sig = sigma.to(x.dtype).reshape(B, 1, 1, 1)
+            r = self.clip_sample_range
+            e = (x - (x - sig * e).clamp(-r, r)) / sig
+        return e
 
     def _chunked(self, xt, t, labels, abar):
         bs = self.batch_size or xt.shape[0]
@@ -309,7 +338,8 @@ class UNetPrior(Prior):
     def __repr__(self):
         n = sum(p.numel() for p in self.unet.parameters())
         return (f"UNetPrior(data_shape={self.data_shape}, params={n:,}, classes={self.num_classes}, "
-                f"null_label={self.null_label}, prediction_type={self.prediction_type!r}, device={self.device}, "
+                f"null_label={self.null_label}, prediction_type={self.prediction_type!r}, "
+                f"clip_sample={self.clip_sample}, device={self.device}, "
                 f"dtype={self.dtype})")
 
 
