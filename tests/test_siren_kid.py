@@ -17,8 +17,8 @@ def test_ddr_kid_below_sjc_and_sds_at_cfg3():
                     progress=False).x[:, 0]
     x = {
         "ddr": dl.sample("ddr", prior, rep, steps=20, solver="cg", solver_iters=10, **kw).x[:, 0],
-        "sjc": dl.sample("sjc", prior, rep, steps=100, **kw).x[:, 0],
-        "sds": dl.sample("sds", prior, rep, steps=100, **kw).x[:, 0],
+        "sjc": dl.sample("sjc", prior, rep, steps=100, lr=1e-3, **kw).x[:, 0],
+        "sds": dl.sample("sds", prior, rep, steps=100, lr=1e-3, **kw).x[:, 0],
         "reference": dl.sample("reference", prior, None, steps=20, **kw).x[:, 0],
     }
     feats = metrics.digits_features()
