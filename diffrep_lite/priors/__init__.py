@@ -1,6 +1,8 @@
 """Diffusion priors (the model side). See :class:`~diffrep_lite.priors.base.Prior` for the protocol."""
 from .analytic import Gaussian, GaussianMixture
 from .base import Prior
+from .diffusers_unet import UNetPrior
+from .shipped import load_digits_prior
 from .stable_diffusion import StableDiffusionPrior
 
-__all__ = ["Prior", "Gaussian", "GaussianMixture", "StableDiffusionPrior"]
+__all__ = ["Prior", "Gaussian", "GaussianMixture", "UNetPrior", "load_digits_prior", "StableDiffusionPrior"]
