@@ -2,7 +2,9 @@
 from .analytic import Gaussian, GaussianMixture
 from .base import Prior
 from .diffusers_unet import UNetPrior
+from .scenes import ViewConditionedMixture, blob_scenes, geometric_schedule, psnr, scene_mixture
 from .shipped import load_digits_prior
 from .stable_diffusion import StableDiffusionPrior
 
-__all__ = ["Prior", "Gaussian", "GaussianMixture", "UNetPrior", "load_digits_prior", "StableDiffusionPrior"]
+__all__ = ["Prior", "Gaussian", "GaussianMixture", "UNetPrior", "load_digits_prior", "StableDiffusionPrior",
+           "ViewConditionedMixture", "blob_scenes", "scene_mixture", "geometric_schedule", "psnr"]

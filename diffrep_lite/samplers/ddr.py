@@ -26,6 +26,7 @@ import torch
 
 from ..pullback import SOLVERS, solve
 from ..schedule import renoise_coefficient
+from .checkpoint import load_checkpoint, save_checkpoint
 from .common import (SampleResult, bcast, check_callback, check_choice, check_positive, check_progress,
                      nfe_multiplier, _check_int, init_state, prior_eps, progress_range, setup)
 
@@ -37,7 +38,8 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         params0=None, cond=None, guidance_scale=None, convention: str = "B", solver: str = "cg",
         solver_iters: int = 20, damping: float = 0.0, solver_lr: float = 1e-3, fit_iters: int = 1,
         repaint_iters: int = 1, eta: float = 0.0, progress: bool = True, callback=None,
-        return_trace: bool = False) -> SampleResult:
+        return_trace: bool = False, checkpoint_path=None, checkpoint_every: int = 1,
+        resume_from=None) -> SampleResult:
     """Sample diffrep parameters with DDR.
 
     Args:
@@ -56,7 +58,12 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         repaint_iters: RePaint resamplings ``U`` per level (>= 1; 1 = none).
         eta: stochasticity of the RePaint jump back, in [0, 1] (0 reuses the tracked noise).
         progress: tqdm progress bar on/off. callback: ``callback(step, info)`` after each level.
-        return_trace: keep the renders after every level in ``result.trace["x"]``.
+        return_trace: keep the renders after every level in ``result.trace["x"]`` (after a resume: the
+            levels run in this call only).
+        checkpoint_path: if given, save ``(theta, eps, generator state, step)`` there with ``torch.save``
+            every ``checkpoint_every`` levels and after the last (see :mod:`.checkpoint`).
+        resume_from: a checkpoint file of an interrupted run with the same settings and seed; the run goes
+            on from its step and ends identical to an uninterrupted run.
 
     Returns:
         :class:`~diffrep_lite.samplers.common.SampleResult` with ``params``, renders ``x`` and ``nfe``
@@ -77,16 +84,26 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     renoise_coefficient(0.0, 1.0, eta)  # validates eta
     check_callback(callback)
     check_progress(progress)
+    _check_int(checkpoint_every, "checkpoint_every")
     solver_kw = dict(solver=solver, iters=solver_iters, damping=damping, lr=solver_lr)
 
     sigmas = prior.schedule.sigma_grid(steps)
     eps, params = init_state(s)
+    start = 0
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, method="ddr", steps=steps, n=s.n, eps_shape=eps.shape,
+                                param_shapes=diffrep.param_shapes())
+        start, eps = state["step"], state["eps"].to(device=s.device, dtype=s.dtype)
+        params = {k: t.to(device=s.device, dtype=s.dtype) for k, t in state["params"].items()}
+        s.generator.set_state(state["generator"])
     render = diffrep.render
     with torch.no_grad():
         f = render(params)
     trace = {"sigmas": sigmas, **({"x": [f.detach().cpu()]} if return_trace else {})}
 
     for i in progress_range(steps, progress, "DDR"):
+        if i < start:  # done before the checkpoint we resumed from
+            continue
         sig, sig_next = float(sigmas[i]), float(sigmas[i + 1])
         saved = params
         for u in range(repaint_iters):
@@ -117,6 +134,9 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
             trace["x"].append(f.detach().cpu())
         if callback is not None:
             callback(i, {"params": params, "x": f, "eps": eps, "sigma": sig_next})
+        if checkpoint_path is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == steps):
+            save_checkpoint(checkpoint_path, method="ddr", step=i + 1, steps=steps, params=params, eps=eps,
+                            generator=s.generator)
     return SampleResult(x=f, params=params, nfe=steps * repaint_iters * nfe_multiplier(s), trace=trace,
                         method="ddr")
 

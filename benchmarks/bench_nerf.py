@@ -1,0 +1,158 @@
+"""Seconds per step, NFEs and peak memory of DDR vs SJC vs SDS on a latent voxel NeRF.
+
+The prior is a Stable Diffusion 1.5-shaped ``UNet2DConditionModel`` with *random* weights (no weights can be
+downloaded; the timing of a network does not depend on its weights) and random text embeddings, under
+classifier-free guidance (2 UNet passes per view). The NeRF renders 4-channel latents (SJC's ``V_SD``).
+
+Sizes:
+  ``--size paper``: SD-1.5 UNet config (860M parameters), 100^3 grid, 64x64 latent views, 200 samples per ray.
+      Meant for a GPU (``--device cuda``); on a CPU one UNet pass alone takes many seconds.
+  ``--size small``: a tiny UNet (2 levels, 32/64 channels), 16^3 grid, 16x16 latent views: runs on a CPU.
+
+Each method runs in its own subprocess so its peak memory is its own: CUDA ``max_memory_allocated`` on a
+GPU, the process's peak resident set size (``ru_maxrss``) on a CPU (which includes the Python/torch baseline,
+reported separately as ``baseline_rss_mib``). Prints one JSON object.
+
+    python benchmarks/bench_nerf.py --size small
+    python benchmarks/bench_nerf.py --size paper --device cuda --views 4 --steps 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+SIZES = {
+    "small": dict(grid=16, res=16, n_samples=32, unet=dict(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8), text_dim=32),
+    # Stable Diffusion v1.5's UNet (runwayml/stable-diffusion-v1-5, unet/config.json), written out here.
+    "paper": dict(grid=100, res=64, n_samples=200, unet=dict(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32), text_dim=768),
+}
+
+
+def make_prior(cfg, device, dtype):
+    """A random-weight SD-shaped UNet as a diffrep-lite Prior (VE form, CFG with a random 'prompt')."""
+    from diffusers import UNet2DConditionModel
+
+    from diffrep_lite import Schedule
+    from diffrep_lite.priors.base import Prior
+
+    class UNetPrior(Prior):
+        supports_guidance = True
+
+        def __init__(self):
+            torch.manual_seed(0)
+            self.unet = UNet2DConditionModel(**cfg["unet"]).to(device=device, dtype=dtype).eval()
+            self.schedule = Schedule.named("scaled_linear")
+            c = self.unet.config
+            self.data_shape = (c.in_channels, c.sample_size, c.sample_size)
+            self.dtype, self.device = dtype, torch.device(device)
+            g = torch.Generator().manual_seed(1)
+            self.text = torch.randn(2, 77, cfg["text_dim"], generator=g).to(device=device, dtype=dtype)  # uncond, cond
+
+        def evals_per_call(self, guidance_scale):
+            return 2 if guidance_scale not in (None, 1.0) else 1
+
+        def _eps(self, x, sigma, cond, guidance_scale):
+            t = self.schedule.timestep_of(sigma).to(x.device)
+            xin = x / torch.sqrt(1 + sigma**2).reshape(-1, 1, 1, 1)
+            B = x.shape[0]
+            if self.evals_per_call(guidance_scale) == 2:
+                emb = self.text.repeat_interleave(B, 0)
+                e = self.unet(torch.cat([xin, xin]), torch.cat([t, t]), encoder_hidden_states=emb).sample
+                eu, ec = e.chunk(2)
+                return eu + guidance_scale * (ec - eu)
+            return self.unet(xin, t, encoder_hidden_states=self.text[1:].expand(B, -1, -1)).sample
+
+    return UNetPrior()
+
+
+def run_one(args):
+    import diffrep_lite as dl
+    from diffrep_lite.diffreps import VoxelNeRF, cameras_on_sphere
+
+    cfg = SIZES[args.size]
+    device, dtype = torch.device(args.device), torch.float32
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    prior = make_prior(cfg, device, dtype)
+    cams = cameras_on_sphere(args.views, 15.0, radius=2.0, fov=60.0)
+    nerf = VoxelNeRF(cams, cfg["res"], grid=cfg["grid"], channels=4, n_samples=cfg["n_samples"],
+                     background="learned", chunk=args.chunk)
+    kw = dict(steps=args.steps, n=1, seed=0, guidance_scale=args.cfg, progress=False)
+    if args.method == "ddr":
+        kw.update(solver_iters=args.cg, repaint_iters=1)
+    times = []
+
+    def tick(step, info):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter())
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    out = dl.sample(args.method, prior, nerf, callback=tick, **kw)
+    total = time.perf_counter() - t0
+    steps_s = [b - a for a, b in zip([t0] + times[:-1], times)]
+    res = {"method": args.method, "steps": args.steps, "sec_per_step": sum(steps_s[1:]) / max(len(steps_s) - 1, 1)
+           if len(steps_s) > 1 else steps_s[0], "first_step_sec": steps_s[0], "total_sec": total,
+           "nfe_per_view": out.nfe, "unet_passes": out.nfe * args.views,
+           "finite": bool(torch.isfinite(out.x).all())}
+    if args.method == "ddr":
+        res["cg_iters"] = args.cg
+    if device.type == "cuda":
+        res["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["baseline_rss_mib"] = base_rss
+    res["estimate_mib"] = {k: v / 2**20 for k, v in nerf.memory_estimate(1).items()}
+    return res
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=sorted(SIZES), default="small")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--methods", default="ddr,sjc,sds")
+    p.add_argument("--views", type=int, default=4, help="cameras per step (DDR's fixed views; SJC/SDS render the same)")
+    p.add_argument("--steps", type=int, default=4, help="timed steps (the first is reported apart as warm-up)")
+    p.add_argument("--cg", type=int, default=10, help="DDR conjugate-gradient iterations per step")
+    p.add_argument("--cfg", type=float, default=7.5, help="classifier-free guidance scale (2 UNet passes)")
+    p.add_argument("--chunk", type=int, default=8192)
+    p.add_argument("--method", help=argparse.SUPPRESS)  # internal: run one method in this process
+    args = p.parse_args()
+    if args.method:
+        print(json.dumps(run_one(args)))
+        return
+    results = {"size": args.size, "device": args.device, "views": args.views, **{k: v for k, v in SIZES[args.size].items() if k != "unet"},
+               "unet_params_M": None, "torch": torch.__version__, "threads": torch.get_num_threads(), "methods": {}}
+    if args.device.startswith("cuda"):
+        results["gpu"] = torch.cuda.get_device_name()
+    for m in args.methods.split(","):
+        cmd = [sys.executable, __file__, "--size", args.size, "--device", args.device, "--views", str(args.views),
+               "--steps", str(args.steps), "--cg", str(args.cg), "--cfg", str(args.cfg), "--chunk", str(args.chunk),
+               "--method", m]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+        if r.returncode:
+            results["methods"][m] = {"error": r.stderr[-2000:]}
+        else:
+            results["methods"][m] = json.loads(r.stdout.strip().splitlines()[-1])
+    from diffusers import UNet2DConditionModel
+    with torch.device("meta"):
+        results["unet_params_M"] = sum(t.numel() for t in UNet2DConditionModel(**SIZES[args.size]["unet"]).parameters()) / 1e6
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
