@@ -173,13 +173,15 @@ class Panorama(Diffrep):
     Args:
         canvas: a diffrep rendering one ``(C, H, W)`` view, e.g. ``Identity((C, H, W))`` (a pixel canvas).
         view_width, offsets, stride, wrap: the crop geometry, see :class:`Crops`.
+        view_conditioned: ``view_conds()`` gives each view's column offset (for a view-conditioned prior
+            such as :class:`~diffrep_lite.priors.multiview.ViewConditionedMixture`); ``False`` gives None,
+            so a prior that knows nothing of views (a digits model, Stable Diffusion) sees only ``cond``.
 
-    ``render(params, views)`` is ``[B, V, C, H, w]``; ``view_conds()`` gives each view's column offset;
-    :meth:`render_canvas` the whole canvas for display.
+    ``render(params, views)`` is ``[B, V, C, H, w]``; :meth:`render_canvas` the whole canvas for display.
     """
 
     def __init__(self, canvas: Diffrep, view_width: int, *, offsets=None, stride: int | None = None,
-                 wrap: bool = False):
+                 wrap: bool = False, view_conditioned: bool = True):
         if not isinstance(canvas, Diffrep) or len(canvas.view_shape) != 3 or canvas.n_views != 1:
             raise TypeError("canvas must be a single-view diffrep_lite Diffrep rendering (C, H, W) images")
         self.canvas = canvas
@@ -187,6 +189,9 @@ class Panorama(Diffrep):
         self.crops = Crops(W, view_width, offsets=offsets, stride=stride, wrap=wrap)
         self.view_shape = (C, H, view_width)
         self.n_views = self.crops.n_views
+        if not isinstance(view_conditioned, bool):
+            raise TypeError(f"view_conditioned must be True or False, got {view_conditioned!r}")
+        self.view_conditioned = view_conditioned
 
     @property
     def canvas_shape(self) -> tuple:
@@ -215,7 +220,10 @@ class Panorama(Diffrep):
         return self.crops.crop(self.render_canvas(params), views)
 
     def view_conds(self, views=None):
-        """Each view's column offset (ints), the condition a view-conditioned prior expects."""
+        """Each view's column offset (ints), the condition a view-conditioned prior expects; None when
+        built with ``view_conditioned=False``."""
+        if not self.view_conditioned:
+            return None
         return [self.crops.offsets[v] for v in _select(self.n_views, views)]
 
 
@@ -278,6 +286,7 @@ class SirenPanorama(Panorama):
         wrap: a 360° panorama: the SIREN sees the x coordinate as an angle (input ``(R cos, R sin, y)``),
             so the canvas is exactly periodic in ``x`` and crops may cross the seam.
         hidden, hidden_layers, omega_0: SIREN width, depth and frequency (see :class:`~.siren.Siren`).
+        view_conditioned: pass the offsets to the prior as view conditions (see :class:`Panorama`).
 
     ``render(params, views)`` -> ``[B, V, C, H, w]``; ``render_canvas(params)`` -> ``[B, C, H, W]``;
     ``render_columns(params, cols)`` evaluates any (also out-of-range) columns.
@@ -285,13 +294,13 @@ class SirenPanorama(Panorama):
 
     def __init__(self, height: int = 16, width: int = 48, view_width: int = 16, *, channels: int = 1,
                  offsets=None, stride: int | None = None, wrap: bool = False, hidden: int = 64,
-                 hidden_layers: int = 2, omega_0: float = 30.0):
+                 hidden_layers: int = 2, omega_0: float = 30.0, view_conditioned: bool = True):
         for name, val in (("height", height), ("width", width), ("channels", channels)):
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
         module = Siren(3 if wrap else 2, channels, hidden=hidden, hidden_layers=hidden_layers, omega_0=omega_0)
         super().__init__(_PanoramaField(module, channels, height, width, wrap), view_width,
-                         offsets=offsets, stride=stride, wrap=wrap)
+                         offsets=offsets, stride=stride, wrap=wrap, view_conditioned=view_conditioned)
 
     def render_columns(self, params, cols) -> torch.Tensor:
         """The SIREN at pixel columns ``cols`` (reals; column ``c`` and ``c + W`` agree with ``wrap``),
