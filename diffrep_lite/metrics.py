@@ -1,0 +1,236 @@
+"""Sample-quality metrics: KID with a pluggable feature extractor, and sample diversity.
+
+**KID** (Kernel Inception Distance, Bińkowski et al. 2018) is the squared maximum mean discrepancy
+between two feature sets ``X = {x_i}_{i<m}``, ``Y = {y_j}_{j<n}`` under the cubic polynomial kernel
+``k(x, y) = (x . y / d + 1)^3`` (``d`` = feature dimension), estimated without bias::
+
+    MMD^2_u = 1/(m(m-1)) sum_{i != i'} k(x_i, x_i') + 1/(n(n-1)) sum_{j != j'} k(y_j, y_j')
+              - 2/(m n) sum_{i, j} k(x_i, y_j)
+
+It is 0 in expectation when both sets come from one distribution (so small sets can give slightly
+negative values) and it needs no large sample, unlike FID.
+
+Feature extractors (``features=``):
+
+* ``"digits"`` (default, offline): the 64-d penultimate layer of a small CNN trained to classify the
+  scikit-learn digits at 16x16 (shipped in ``diffrep_lite/models/digits_features``; trained by
+  ``scripts/train_digits_features.py``). Inputs are images ``[N, 1, H, W]`` in ``[-1, 1]``.
+* :func:`inception_features` — Inception-v3 pool features through ``torchmetrics`` (Colab; its weights
+  are downloaded on first use).
+* any callable ``images -> [N, d]``, or ``None`` when the inputs already are features ``[N, d]``.
+
+**Diversity**: the mean pairwise L2 distance between samples (0 for a collapsed set).
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["polynomial_kernel", "mmd2_unbiased", "kid", "kid_subsets", "diversity", "DigitsFeatureNet",
+           "digits_features", "inception_features", "get_features"]
+
+
+# --------------------------------------------------------------------------- kernel and MMD
+def polynomial_kernel(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef0: float = 1.0) -> torch.Tensor:
+    """``k(x, y) = (x . y / d + coef0) ** degree`` for all pairs: ``x`` ``[m, d]``, ``y`` ``[n, d]`` -> ``[m, n]``."""
+    return (x @ y.T / x.shape[1] + coef0) ** degree
+
+
+def mmd2_unbiased(fx: torch.Tensor, fy: torch.Tensor, kernel=polynomial_kernel) -> float:
+    """Unbiased estimate of ``MMD^2`` between feature sets ``fx`` ``[m, d]`` and ``fy`` ``[n, d]`` (float64).
+
+    Raises:
+        ValueError: fewer than 2 rows in a set, or different feature dimensions.
+    """
+    fx, fy = _as_features(fx, "fx"), _as_features(fy, "fy")
+    if fx.shape[1] != fy.shape[1]:
+        raise ValueError(f"feature dimensions differ: fx has {fx.shape[1]}, fy has {fy.shape[1]}")
+    m, n = fx.shape[0], fy.shape[0]
+    kxx, kyy, kxy = kernel(fx, fx), kernel(fy, fy), kernel(fx, fy)
+    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    return float(sxx + syy - 2 * kxy.mean())
+
+
+def _as_features(f, name):
+    f = torch.as_tensor(f).detach().to("cpu", torch.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"{name} must be a [N, d] feature matrix with N >= 2, got shape {list(f.shape)}")
+    if not torch.isfinite(f).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return f
+
+
+# --------------------------------------------------------------------------- KID
+def kid(x, y, *, features="digits", batch_size: int = 256) -> float:
+    """KID between sample sets ``x`` and ``y``: unbiased ``MMD^2`` of their features (all pairs).
+
+    Args:
+        x, y: images ``[m, C, H, W]`` and ``[n, C, H, W]`` (or features ``[m, d]`` with ``features=None``).
+        features: ``"digits"`` (default), ``"inception"``, ``None`` or a callable ``images -> [N, d]``.
+        batch_size: images per feature-extractor call.
+
+    Returns:
+        A float; about 0 for two samples of one distribution (it can be slightly negative), larger is worse.
+    """
+    fe = get_features(features)
+    return mmd2_unbiased(_featurise(fe, x, batch_size), _featurise(fe, y, batch_size))
+
+
+def kid_subsets(x, y, *, features="digits", n_subsets: int = 100, subset_size: int = 100, seed: int = 0,
+                batch_size: int = 256) -> tuple[float, float]:
+    """KID as in Bińkowski et al. / torchmetrics: mean and std of ``MMD^2_u`` over random subsets.
+
+    Each of ``n_subsets`` rounds draws ``min(subset_size, m, n)`` rows of each set without replacement.
+
+    Returns:
+        ``(mean, std)`` over the subsets.
+    """
+    for v, name in ((n_subsets, "n_subsets"), (subset_size, "subset_size")):
+        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "n_subsets" else 2):
+            raise ValueError(f"{name} must be an int >= {1 if name == 'n_subsets' else 2}, got {v!r}")
+    fe = get_features(features)
+    fx, fy = _featurise(fe, x, batch_size), _featurise(fe, y, batch_size)
+    k = min(subset_size, fx.shape[0], fy.shape[0])
+    g = torch.Generator().manual_seed(seed)
+    vals = torch.tensor([
+        mmd2_unbiased(fx[torch.randperm(fx.shape[0], generator=g)[:k]], fy[torch.randperm(fy.shape[0], generator=g)[:k]])
+        for _ in range(n_subsets)], dtype=torch.float64)
+    return float(vals.mean()), float(vals.std()) if n_subsets > 1 else 0.0
+
+
+def diversity(x) -> float:
+    """Mean pairwise L2 distance ``2/(N(N-1)) sum_{i<j} ||x_i - x_j||`` of ``N >= 2`` samples ``[N, ...]``."""
+    x = torch.as_tensor(x).detach().to("cpu", torch.float64)
+    if x.ndim < 1 or x.shape[0] < 2:
+        raise ValueError(f"x must hold N >= 2 samples along its first dimension, got shape {list(x.shape)}")
+    d = torch.cdist(x.reshape(x.shape[0], -1)[None], x.reshape(x.shape[0], -1)[None])[0]
+    n = x.shape[0]
+    return float(d.sum() / (n * (n - 1)))
+
+
+def _featurise(fe, x, batch_size):
+    if fe is None:
+        return x
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}")
+    with torch.no_grad():
+        return torch.cat([fe(x[i:i + batch_size]).detach().cpu() for i in range(0, x.shape[0], batch_size)])
+
+
+def get_features(features):
+    """Resolve a ``features=`` argument to a callable (or None): ``"digits"``, ``"inception"``, None, callable."""
+    if features is None or callable(features):
+        return features
+    if features == "digits":
+        return digits_features()
+    if features == "inception":
+        return inception_features()
+    raise ValueError(f"features must be 'digits', 'inception', None or a callable, got {features!r}")
+
+
+# --------------------------------------------------------------------------- the digits feature net
+class DigitsFeatureNet(nn.Module):
+    """A small CNN classifier for 16x16 grey digits in ``[-1, 1]``; :meth:`features` is its 64-d
+    penultimate layer (used for KID), ``forward`` the 10 class logits.
+
+    Layout: conv3x3(1->16) ReLU maxpool2, conv3x3(16->32) ReLU maxpool2, linear(512->64) ReLU, linear(64->10).
+    Inputs of another size are resized to 16x16 (bilinear, antialiased) first.
+    """
+
+    def __init__(self, width: int = 16, feat_dim: int = 64, n_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.fc1 = nn.Linear(2 * width * 16, feat_dim)
+        self.fc2 = nn.Linear(feat_dim, n_classes)
+        self.config = dict(width=width, feat_dim=feat_dim, n_classes=n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 1, H, W]`` images in ``[-1, 1]`` (clamped) -> ``[N, feat_dim]`` features."""
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"x must be [N, 1, H, W] grey images, got shape {list(x.shape)}")
+        x = x.to(self.conv1.weight).clamp(-1, 1)
+        if x.shape[-2:] != (16, 16):
+            x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
+        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
+        return F.relu(self.fc1(h.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.features(x))
+
+    def save(self, directory):
+        """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(d / "model.safetensors"))
+        with open(d / "config.json", "w") as f:
+            json.dump(self.config, f)
+
+    @classmethod
+    def load(cls, directory) -> "DigitsFeatureNet":
+        """Load a net written by :meth:`save`."""
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        with open(d / "config.json") as f:
+            net = cls(**json.load(f))
+        net.load_state_dict(load_file(str(d / "model.safetensors")))
+        return net.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=None)
+def _digits_net():
+    from .priors.shipped import shipped_model_path
+
+    return DigitsFeatureNet.load(shipped_model_path("digits_features"))
+
+
+def digits_features():
+    """The offline default extractor: the shipped :class:`DigitsFeatureNet`'s 64-d features (CPU).
+
+    Returns:
+        A callable ``images [N, 1, H, W] in [-1, 1] -> [N, 64]`` (float32, CPU).
+    """
+    net = _digits_net()
+    return lambda x: net.features(x.detach().to("cpu", torch.float32))
+
+
+def inception_features(device="cpu"):
+    """Inception-v3 2048-d pool features via ``torchmetrics`` (for RGB or grey images in ``[-1, 1]``).
+
+    Grey images are repeated to 3 channels; images are mapped to uint8 and resized to 299 by the network.
+    torchmetrics (and torch-fidelity) are imported only here, and the FID Inception weights are downloaded
+    on first use, so this is meant for Colab.
+
+    Raises:
+        ImportError: torchmetrics is not installed (``pip install torchmetrics torch-fidelity``).
+    """
+    try:
+        from torchmetrics.image.fid import NoTrainInceptionV3
+    except ImportError as e:
+        raise ImportError("inception_features needs torchmetrics with its image extras: "
+                          "pip install torchmetrics torch-fidelity") from e
+    net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"]).to(device).eval()
+
+    def fe(x):
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"images must be [N, 1 or 3, H, W] in [-1, 1], got shape {list(x.shape)}")
+        x = x.detach().to(device, torch.float32)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return net(u8).reshape(x.shape[0], -1).float()
+
+    return fe

@@ -1,0 +1,325 @@
+"""A pixel-space prior from any diffusers ``UNet2DModel`` checkpoint (DDPM-style, optionally class-conditional).
+
+A diffusers UNet is trained in the VP form ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` at integer
+ticks ``t``. The samplers of diffrep-lite hand the prior VE inputs ``x = x0 + sigma eps``; the wrapper
+converts them (``x_t = x / sqrt(1 + sigma^2)``, since ``abar = 1 / (1 + sigma^2)``), evaluates the UNet at
+the training tick whose ``sigma_t`` is nearest to ``sigma`` (in log-sigma) and returns the noise prediction.
+
+Class conditioning (``num_class_embeds`` in the UNet config): ``cond`` holds one integer label per input.
+Classifier-free guidance needs a *null* label the model was trained on (labels dropped to it with some
+probability), and mixes the two predictions as
+
+    eps = eps_u + s (eps_c - eps_u),      eps_u = eps(x | null),  eps_c = eps(x | label),
+
+so ``s = 0`` is the unconditional model, ``s = 1`` the conditional one, ``s > 1`` over-weights the class.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..schedule import Schedule
+from .base import Prior, check_guidance
+
+__all__ = ["UNetPrior"]
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+_SIDECAR = "diffrep_lite.json"  # optional {"null_label": int, "class_names": [...]} next to config.json
+
+
+class UNetPrior(Prior):
+    """Wrap a diffusers ``UNet2DModel`` and its training schedule as a :class:`~diffrep_lite.priors.Prior`.
+
+    Args:
+        unet: a ``diffusers.UNet2DModel`` (weights frozen, put in eval mode here).
+        schedule: the training :class:`~diffrep_lite.schedule.Schedule` (e.g. ``Schedule.from_config``).
+        prediction_type: what the network predicts: ``"epsilon"``, ``"sample"`` or ``"v_prediction"``.
+        null_label: the class label meaning "no class" (for classifier-free guidance), or None when the
+            model has none; then ``guidance_scale`` is refused. Must lie in ``[0, num_class_embeds)``.
+        resolution: side length of the images to work at (default: the UNet's ``sample_size``). Must be
+            a multiple of ``2 ** (len(block_out_channels) - 1)`` so that the down/up-sampling matches.
+        batch_size: evaluate the UNet on at most this many inputs at once (None: all in one call).
+        dtype, device: where the network runs; inputs must match (``torch.float16`` is for CUDA).
+
+    Attributes:
+        data_shape: ``(in_channels, resolution, resolution)``.
+        conditional: the UNet has a class embedding (then ``cond`` must be integer labels).
+        num_classes: ``num_class_embeds`` (None for an unconditional UNet).
+        supports_guidance: conditional and a ``null_label`` is known.
+
+    Raises:
+        TypeError: ``unet`` is not a ``UNet2DModel``, ``schedule`` not a ``Schedule``.
+        ValueError: unsupported class embedding, bad ``null_label``, ``resolution``, ``prediction_type``
+            or ``batch_size``.
+    """
+
+    def __init__(self, unet, schedule: Schedule, *, prediction_type: str = "epsilon", null_label: int | None = None,
+                 resolution: int | None = None, batch_size: int | None = None, dtype=torch.float32,
+                 device="cpu"):
+        from diffusers import UNet2DModel
+
+        if not isinstance(unet, UNet2DModel):
+            raise TypeError(f"unet must be a diffusers UNet2DModel, got {type(unet).__name__}")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a diffrep_lite.Schedule, got {type(schedule).__name__}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        cfg = unet.config
+        if cfg.class_embed_type is not None:
+            raise ValueError(
+                f"class_embed_type={cfg.class_embed_type!r} is not supported; only integer class labels "
+                "(num_class_embeds with class_embed_type=None) are"
+            )
+        self.num_classes = None if cfg.num_class_embeds is None else int(cfg.num_class_embeds)
+        self.conditional = self.num_classes is not None
+        if null_label is not None:
+            if not self.conditional:
+                raise ValueError("null_label was given, but the UNet is unconditional (num_class_embeds is None)")
+            if isinstance(null_label, bool) or not isinstance(null_label, int) or not 0 <= null_label < self.num_classes:
+                raise ValueError(f"null_label must be an int in [0, {self.num_classes}), got {null_label!r}")
+        self.null_label = null_label
+        self.supports_guidance = null_label is not None
+        self.downsample_factor = 2 ** (len(cfg.block_out_channels) - 1)
+        native = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+        if resolution is None:
+            resolution = native
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1 \
+                or resolution % self.downsample_factor:
+            raise ValueError(
+                f"resolution {resolution!r} is not supported by this UNet: it must be a positive multiple of "
+                f"{self.downsample_factor} (2^(number of down blocks - 1)); the model was trained at {native}"
+            )
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.native_resolution, self.resolution = int(native), int(resolution)
+        self.batch_size = batch_size
+        self.prediction_type = prediction_type
+        self.schedule = schedule
+        self.dtype, self.device = dtype, torch.device(device)
+        self.data_shape = (int(cfg.in_channels), self.resolution, self.resolution)
+        unet = unet.to(self.device)
+        if next(unet.parameters()).dtype != dtype:
+            unet = unet.to(dtype)
+        self.unet = unet.eval().requires_grad_(False)
+        self._abar = schedule.alphas_cumprod.to(self.device)
+        self.class_names = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, model_id_or_path, *, device="cpu", dtype=torch.float32, null_label: int | None = None,
+                        resolution: int | None = None, batch_size: int | None = None,
+                        subfolder: str | None = None, **kwargs) -> "UNetPrior":
+        """Load a ``UNet2DModel`` and its scheduler config from a local directory or the Hugging Face hub.
+
+        Layouts: a model directory (``config.json`` + weights + ``scheduler_config.json``) or a pipeline
+        directory (``model_index.json`` with ``unet/`` and ``scheduler/``). A ``diffrep_lite.json`` next to
+        ``config.json`` may give ``null_label`` (used when the argument is None) and ``class_names``.
+
+        Args:
+            model_id_or_path: a local directory, or a hub id such as ``"google/ddpm-cifar10-32"``.
+            device, dtype: where the network runs.
+            null_label, resolution, batch_size: see :class:`UNetPrior`.
+            subfolder: force the subfolder holding the UNet (default: ``unet/`` if present, else the root).
+            **kwargs: passed to ``UNet2DModel.from_pretrained`` (e.g. ``revision``).
+
+        Raises:
+            ValueError: the path does not exist (checked before any hub access when it looks like a path or
+                ``HF_HUB_OFFLINE=1``), is not a diffusers ``UNet2DModel``, or lacks a scheduler config.
+        """
+        from diffusers import DDPMScheduler, UNet2DModel
+
+        if not isinstance(model_id_or_path, (str, os.PathLike)):
+            raise TypeError(f"model_id_or_path must be a str or path, got {type(model_id_or_path).__name__}")
+        name = os.fspath(model_id_or_path)
+        local = os.path.isdir(os.path.expanduser(name))
+        if not local:
+            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+            pathlike = isinstance(model_id_or_path, os.PathLike) or name.startswith(("/", ".", "~")) \
+                or "\\" in name or name.count("/") != 1 or os.path.exists(os.path.expanduser(name))
+            if offline or pathlike:
+                why = "HF_HUB_OFFLINE=1 forbids hub downloads" if offline else "it looks like a local path"
+                raise ValueError(
+                    f"model_id_or_path {name!r} is not an existing directory ({why}); give a directory holding a "
+                    "diffusers UNet2DModel (config.json + weights + scheduler_config.json) or a hub id 'owner/name'"
+                )
+            return cls._from_hub(name, device=device, dtype=dtype, null_label=null_label, resolution=resolution,
+                                 batch_size=batch_size, subfolder=subfolder, **kwargs)
+
+        root = Path(os.path.expanduser(name))
+        if subfolder is None:
+            subfolder = "unet" if (root / "unet" / "config.json").is_file() else ""
+        udir = root / subfolder if subfolder else root
+        cfg_file = udir / "config.json"
+        if not cfg_file.is_file():
+            raise ValueError(f"{str(root)!r} is not a diffusers model directory: no config.json in {str(udir)!r}")
+        with open(cfg_file) as f:
+            ucfg = json.load(f)
+        if ucfg.get("_class_name") != "UNet2DModel":
+            hint = " (use diffrep_lite.priors.StableDiffusionPrior for Stable Diffusion)" \
+                if ucfg.get("_class_name") == "UNet2DConditionModel" else ""
+            raise ValueError(f"{str(udir)!r} holds a {ucfg.get('_class_name')!r}, not a diffusers UNet2DModel{hint}")
+        sched_file = next((p for p in (root / "scheduler" / "scheduler_config.json", udir / "scheduler_config.json",
+                                       root / "scheduler_config.json") if p.is_file()), None)
+        if sched_file is None:
+            raise ValueError(f"{str(root)!r} has no scheduler_config.json (in scheduler/ or next to config.json)")
+        sched_cfg = DDPMScheduler.load_config(str(sched_file.parent))
+        side = {}
+        if (udir / _SIDECAR).is_file():
+            with open(udir / _SIDECAR) as f:
+                side = json.load(f)
+        kwargs.setdefault("torch_dtype", dtype)
+        unet = UNet2DModel.from_pretrained(str(udir), **kwargs)
+        return cls._build(unet, sched_cfg, side, device=device, dtype=dtype, null_label=null_label,
+                          resolution=resolution, batch_size=batch_size)
+
+    @classmethod
+    def _from_hub(cls, repo, *, device, dtype, null_label, resolution, batch_size, subfolder, **kwargs):
+        from diffusers import DDPMScheduler, UNet2DModel
+
+        kwargs.setdefault("torch_dtype", dtype)
+        try:
+            if subfolder is None:
+                try:
+                    unet = UNet2DModel.from_pretrained(repo, subfolder="unet", **kwargs)
+                    subfolder = "unet"
+                except (OSError, EnvironmentError):
+                    unet = UNet2DModel.from_pretrained(repo, **kwargs)
+                    subfolder = ""
+            else:
+                unet = UNet2DModel.from_pretrained(repo, subfolder=subfolder or None, **kwargs)
+            try:
+                sched_cfg = DDPMScheduler.load_config(repo, subfolder="scheduler")
+            except (OSError, EnvironmentError):
+                sched_cfg = DDPMScheduler.load_config(repo, subfolder=subfolder or None)
+        except (OSError, EnvironmentError) as e:
+            raise ValueError(f"could not load a diffusers UNet2DModel + scheduler from the hub id {repo!r}: {e}") from e
+        return cls._build(unet, sched_cfg, {}, device=device, dtype=dtype, null_label=null_label,
+                          resolution=resolution, batch_size=batch_size)
+
+    @classmethod
+    def _build(cls, unet, sched_cfg, side, *, device, dtype, null_label, resolution, batch_size):
+        sched_cfg = dict(sched_cfg)
+        pred = sched_cfg.get("prediction_type", "epsilon")
+        if null_label is None:
+            null_label = side.get("null_label")
+        prior = cls(unet, Schedule.from_config(sched_cfg), prediction_type=pred, null_label=null_label,
+                    resolution=resolution, batch_size=batch_size, dtype=dtype, device=device)
+        prior.class_names = side.get("class_names")
+        return prior
+
+    # ------------------------------------------------------------------ protocol
+    def eps(self, x, sigma, cond=None, guidance_scale=None):
+        """Noise prediction for VE inputs (see :meth:`Prior.eps`).
+
+        ``cond``: None (unconditional: the null label if there is one) or one int label per input.
+        ``guidance_scale``: None (no guidance) or ``s >= 0`` for ``eps_u + s (eps_c - eps_u)``; needs a
+        ``null_label`` and a ``cond``.
+        """
+        if guidance_scale is not None:
+            check_guidance_unet(self, guidance_scale)
+            if cond is None:
+                raise ValueError("guidance_scale needs class labels: pass cond (one int label per input)")
+        return super().eps(x, sigma, cond, guidance_scale)
+
+    def evals_per_call(self, guidance_scale) -> int:
+        """2 when classifier-free guidance needs both passes (``s`` not 0 or 1), else 1."""
+        return 1 if guidance_scale is None or float(guidance_scale) in (0.0, 1.0) else 2
+
+    def check_cond(self, cond, batch=None):
+        """``cond`` must be None or ``batch`` integer labels in ``[0, num_classes)`` (a list or int tensor);
+        None only when the model is unconditional or has a null label."""
+        super().check_cond(cond, batch)
+        if cond is None:
+            if self.conditional and self.null_label is None:
+                raise ValueError("this UNet is class-conditional and has no null label: pass cond "
+                                 f"(one int label in [0, {self.num_classes}) per input)")
+            return
+        self._labels(cond)
+
+    def _labels(self, cond) -> torch.Tensor:
+        if isinstance(cond, torch.Tensor):
+            if cond.dtype.is_floating_point or cond.dtype == torch.bool or cond.ndim != 1:
+                raise TypeError(f"cond must hold integer class labels, got a {cond.dtype} tensor of shape "
+                                f"{list(cond.shape)}")
+            lab = cond.to(torch.long)
+        else:
+            vals = []
+            for c in cond:
+                if isinstance(c, torch.Tensor) and c.ndim == 0 and not c.dtype.is_floating_point \
+                        and c.dtype != torch.bool:
+                    c = int(c)
+                elif hasattr(c, "__index__") and not isinstance(c, bool):
+                    c = int(c.__index__())
+                else:
+                    raise TypeError(f"cond must hold integer class labels in [0, {self.num_classes}), got {c!r} "
+                                    f"({type(c).__name__}); this UNet is class-conditional, not text-conditional")
+                vals.append(c)
+            lab = torch.tensor(vals, dtype=torch.long)
+        if lab.numel() and (lab.min() < 0 or lab.max() >= self.num_classes):
+            raise ValueError(f"cond labels must lie in [0, {self.num_classes}), got {lab.tolist()}")
+        return lab.to(self.device)
+
+    def _net_eps(self, xt, t, labels, abar):
+        """One UNet call on VP inputs, converted to an epsilon prediction."""
+        out = self.unet(xt, t, class_labels=labels).sample
+        if out.shape[1] != xt.shape[1]:  # learned-variance models output 2C channels: keep the mean part
+            out = out[:, : xt.shape[1]]
+        if self.prediction_type == "epsilon":
+            return out
+        a, s = abar.sqrt(), (1 - abar).sqrt()
+        if self.prediction_type == "sample":
+            return (xt - a * out) / s
+        return a * out + s * xt  # v_prediction: v = a eps - s x0  =>  eps = a v + s x_t
+
+    def _eps(self, x, sigma, cond, guidance_scale):
+        B = x.shape[0]
+        t = self.schedule.timestep_of(sigma).to(self.device)  # nearest training tick, [B]
+        xt = x / torch.sqrt(1 + sigma.to(x.dtype) ** 2).reshape(B, 1, 1, 1)
+        abar = self._abar[t].to(x.dtype).reshape(B, 1, 1, 1)
+        labels = None
+        if self.conditional:
+            null = torch.full((B,), self.null_label if self.null_label is not None else 0, dtype=torch.long,
+                              device=self.device)
+            if cond is None:  # check_cond made sure there is a null label
+                labels = null
+            else:
+                labels = self._labels(cond)
+        s = guidance_scale
+        if s is None or s == 1.0 or not self.conditional:
+            return self._chunked(xt, t, labels, abar)
+        if s == 0.0:
+            return self._chunked(xt, t, null, abar)
+        e = self._chunked(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([null, labels]), torch.cat([abar, abar]))
+        e_u, e_c = e[:B], e[B:]
+        return e_u + s * (e_c - e_u)
+
+    def _chunked(self, xt, t, labels, abar):
+        bs = self.batch_size or xt.shape[0]
+        outs = []
+        with torch.no_grad():
+            for i in range(0, xt.shape[0], bs):
+                lab = None if labels is None else labels[i:i + bs]
+                outs.append(self._net_eps(xt[i:i + bs], t[i:i + bs], lab, abar[i:i + bs]))
+        return torch.cat(outs)
+
+    def __repr__(self):
+        n = sum(p.numel() for p in self.unet.parameters())
+        return (f"UNetPrior(data_shape={self.data_shape}, params={n:,}, classes={self.num_classes}, "
+                f"null_label={self.null_label}, prediction_type={self.prediction_type!r}, device={self.device}, "
+                f"dtype={self.dtype})")
+
+
+def check_guidance_unet(prior: UNetPrior, guidance_scale):
+    """Like :func:`~diffrep_lite.priors.base.check_guidance`, with the reason a UNet refuses guidance."""
+    if prior.supports_guidance or guidance_scale is None:
+        return check_guidance(prior, guidance_scale)
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0:
+        return check_guidance(prior, guidance_scale)  # the generic type/range message
+    why = "the UNet is unconditional" if not prior.conditional else \
+        "the model has no null (unconditional) class label; pass null_label= if it was trained with one"
+    raise ValueError(f"guidance_scale was given, but classifier-free guidance is impossible: {why}; "
+                     "pass guidance_scale=None")

@@ -1,0 +1,49 @@
+"""The model that ships inside the package: a class-conditional pixel DDPM on scikit-learn's digits.
+
+``diffrep_lite/models/digits16/`` holds a diffusers ``UNet2DModel`` (1.1 M parameters, 16x16, one
+channel in ``[-1, 1]``; EMA weights as safetensors), its ``DDPMScheduler`` config (1000 cosine ticks,
+epsilon prediction) and a model card (``README.md``). Labels ``0..9`` are the digits, label ``10`` is
+the null label of classifier-free guidance. It was trained by ``scripts/train_digits_ddpm.py``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .diffusers_unet import UNetPrior
+
+__all__ = ["load_digits_prior", "shipped_model_path", "DIGITS_NULL_LABEL"]
+
+DIGITS_NULL_LABEL = 10
+
+
+def shipped_model_path(name: str = "digits16") -> Path:
+    """Directory of a model shipped with the package (``"digits16"``, ``"digits_features"``).
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the shipped ones).
+    """
+    root = Path(__file__).resolve().parent.parent / "models"
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if name not in names:
+        raise ValueError(f"name must be one of the shipped models {names}, got {name!r}")
+    return root / name
+
+
+def load_digits_prior(device="cpu", dtype=torch.float32, *, resolution: int | None = None,
+                      batch_size: int | None = None) -> UNetPrior:
+    """The shipped digits DDPM as a :class:`~diffrep_lite.priors.UNetPrior`.
+
+    Args:
+        device, dtype: where it runs (CPU float32 by default).
+        resolution: 16 (the training resolution, default) or another multiple of 4 (the UNet is
+            convolutional, but it has only seen 16x16 digits).
+        batch_size: largest UNet batch per call (None: no limit).
+
+    Returns:
+        A prior with ``data_shape = (1, res, res)``, ``cond`` = int labels 0..9 (10 = null label) and
+        classifier-free guidance.
+    """
+    return UNetPrior.from_pretrained(shipped_model_path("digits16"), device=device, dtype=dtype,
+                                     null_label=DIGITS_NULL_LABEL, resolution=resolution, batch_size=batch_size)

@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Train the shipped class-conditional pixel DDPM on scikit-learn's digits (16x16, 1 channel).
+
+Reproducible: everything is seeded and the run is a fixed number of optimiser steps (not a time
+budget), so the same machine/torch version gives the same weights. Logs the loss and the wall time.
+
+Model: diffusers ``UNet2DModel`` (block channels 32/64/64, one attention level, 1.1 M params) with
+``num_class_embeds=11``: labels 0..9 are the digits, label 10 is the *null* label used for
+classifier-free guidance (training drops each label to 10 with probability ``--p-uncond``).
+Schedule: ``DDPMScheduler`` with 1000 cosine (``squaredcos_cap_v2``) ticks; epsilon prediction.
+Optimiser: AdamW, linear warm-up then cosine decay, gradient clipping 1.0; the saved weights are an
+exponential moving average (EMA) of the parameters.
+
+Usage::
+
+    PYTHONPATH=. python scripts/train_digits_ddpm.py --out diffrep_lite/models/digits16 --steps 1200
+
+Writes ``OUT/config.json`` + ``OUT/diffusion_pytorch_model.safetensors`` (the EMA UNet, via
+``save_pretrained``), ``OUT/scheduler_config.json`` (a ``DDPMScheduler`` config) and
+``OUT/train_log.json`` (arguments, loss curve, wall time).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from diffrep_lite.data import load_digits16  # noqa: E402
+
+NULL_LABEL = 10
+
+
+def build_unet(size: int = 16):
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(
+        sample_size=size,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(32, 64, 64),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        num_class_embeds=NULL_LABEL + 1,
+    )
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output directory (created)")
+    p.add_argument("--steps", type=int, default=1200, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay (with the usual (1+k)/(10+k) warm-up)")
+    p.add_argument("--p-uncond", type=float, default=0.1, help="probability of dropping a label to the null class")
+    p.add_argument("--size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--save-every", type=int, default=0, help="also save the EMA weights every N steps (0: only at the end)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(a.seed)
+    gen = torch.Generator().manual_seed(a.seed)
+    x_all, y_all = load_digits16(a.size)
+    n = x_all.shape[0]
+
+    unet = build_unet(a.size)
+    n_params = sum(p.numel() for p in unet.parameters())
+    ema = build_unet(a.size)
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
+                          clip_sample=True)
+    abar = sched.alphas_cumprod.float()
+    opt = torch.optim.AdamW(unet.parameters(), lr=a.lr, weight_decay=1e-4)
+
+    def lr_at(k):
+        if k < a.warmup:
+            return a.lr * (k + 1) / a.warmup
+        t = (k - a.warmup) / max(1, a.steps - a.warmup)
+        return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))  # cosine down to lr/10
+
+    print(f"digits {tuple(x_all.shape)}; UNet2DModel {n_params:,} params; {a.steps} steps at batch {a.batch}",
+          flush=True)
+    log, run_loss, t0 = [], None, time.time()
+    perm, pos = torch.randperm(n, generator=gen), 0
+    unet.train()
+    for k in range(a.steps):
+        if pos + a.batch > n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        idx = perm[pos:pos + a.batch]
+        pos += a.batch
+        x0, y = x_all[idx], y_all[idx].clone()
+        y[torch.rand(len(y), generator=gen) < a.p_uncond] = NULL_LABEL
+        t = torch.randint(0, 1000, (len(y),), generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)
+        ab = abar[t].view(-1, 1, 1, 1)
+        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        loss = F.mse_loss(unet(xt, t, class_labels=y).sample, eps)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(k)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        d = min(a.ema, (1 + k) / (10 + k))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(pm, 1 - d)
+        lv = float(loss.detach())
+        run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
+        if (k + 1) % a.log_every == 0 or k + 1 == a.steps:
+            el = time.time() - t0
+            log.append(dict(step=k + 1, loss=round(lv, 5), loss_ema=round(run_loss, 5), lr=lr_at(k),
+                            wall_s=round(el, 1)))
+            print(f"step {k + 1:5d}  loss {lv:.4f}  running {run_loss:.4f}  lr {lr_at(k):.2e}  {el:7.1f}s",
+                  flush=True)
+        if a.save_every and (k + 1) % a.save_every == 0 and k + 1 < a.steps:
+            ck = os.path.join(a.out, "checkpoints", f"step{k + 1}")
+            ema.save_pretrained(ck, safe_serialization=True)
+            sched.save_pretrained(ck)
+    wall = time.time() - t0
+
+    os.makedirs(a.out, exist_ok=True)
+    ema.save_pretrained(a.out, safe_serialization=True)
+    sched.save_pretrained(a.out)  # scheduler_config.json
+    info = dict(args=vars(a), n_params=n_params, n_train=n, wall_s=round(wall, 1), final_loss_ema=run_loss,
+                torch=torch.__version__, platform=platform.platform(), threads=torch.get_num_threads(), log=log)
+    with open(os.path.join(a.out, "train_log.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    print(f"saved EMA weights to {a.out} ({wall:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
