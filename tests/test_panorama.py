@@ -201,3 +201,19 @@ def test_recovered_modes_follow_the_weights_chi_square():
     p = chisquare(counts.numpy(), [200 * w for w in weights]).pvalue
     print("counts", counts.tolist(), "p", p)
     assert p > 0.01
+
+
+def test_clip_denoised_clips_x0_and_forwards_everything_else():
+    from diffrep_lite.priors import ClipDenoised, Gaussian
+
+    base = Gaussian(torch.full((3,), 5.0), torch.eye(3))  # x0_hat far outside [-1, 1] at low noise
+    p = ClipDenoised(base)
+    x = torch.tensor([[5.0, -5.0, 0.5]])
+    sig = 1e-3
+    x0 = x - sig * p.eps(x, sig)
+    torch.testing.assert_close(x0, base.x0(x, sig).clamp(-1, 1))
+    assert p.schedule is base.schedule and p.data_shape == base.data_shape and p.evals_per_call(None) == 1
+    with pytest.raises(ValueError, match="unconditional"):
+        p.eps(x, 0.5, cond=[1])
+    with pytest.raises(ValueError, match="lo < hi"):
+        ClipDenoised(base, 1.0, -1.0)

@@ -167,6 +167,24 @@ class Crops:
         return pairs
 
 
+    def disagreement(self, views: torch.Tensor) -> torch.Tensor:
+        """RMS difference between overlapping views on their shared pixels, ``[B]``.
+
+        Args:
+            views: ``[B, V, ..., w]`` per-view images at these crops' offsets (e.g. each view denoised by
+                its own prior: crops of one canvas agree exactly, so raw renders give 0).
+
+        Returns:
+            ``sqrt(mean over all overlapping pairs and shared pixels of (view_v - view_u)^2)``. Raises
+            ValueError if no two views overlap.
+        """
+        pairs = self.overlaps()
+        if not pairs:
+            raise ValueError("no two views overlap at these offsets")
+        sq = [(views[:, v][..., pv] - views[:, u][..., pu]).pow(2).flatten(1) for v, u, pv, pu in pairs]
+        return torch.cat(sq, 1).mean(1).sqrt()
+
+
 class Panorama(Diffrep):
     """A canvas diffrep (one ``[C, H, W]`` view) seen through overlapping :class:`Crops`.
 

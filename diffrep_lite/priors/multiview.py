@@ -174,13 +174,10 @@ class ViewConditionedMixture(Prior):
 
         Returns:
             ``sqrt(mean over all overlapping pairs and shared pixels of (view_v - view_u)^2)``; 0 when
-            every pair agrees. Raises ValueError if no two views overlap.
+            every pair agrees (see :meth:`~diffrep_lite.diffreps.panorama.Crops.disagreement`). Raises
+            ValueError if no two views overlap.
         """
-        pairs = self.crops(offsets).overlaps()
-        if not pairs:
-            raise ValueError("no two views overlap at these offsets")
-        sq = [(views[:, v][..., pv] - views[:, u][..., pu]).pow(2).flatten(1) for v, u, pv, pu in pairs]
-        return torch.cat(sq, 1).mean(1).sqrt()
+        return self.crops(offsets).disagreement(views)
 
     def view_modes(self, views: torch.Tensor, offsets) -> torch.Tensor:
         """The most probable mode of each clean view under its own prior, long ``[B, V]``."""
