@@ -12,7 +12,7 @@ from torch.func import jvp, vjp
 import diffrep_lite as dl
 from diffrep_lite.diffreps.nerf import (Camera, VoxelNeRF, cameras_on_sphere, inverse_softplus, trilinear,
                                         view_prompt, voxel_positions)
-from diffrep_lite.priors import GaussianMixture, ViewConditionedMixture, blob_scenes, geometric_schedule, psnr, scene_mixture
+from diffrep_lite.priors import GaussianMixture, SceneMixture, blob_scenes, geometric_schedule, psnr, scene_mixture
 
 
 def _const_params(nerf, sigma, colour, dtype=torch.float64, background=None):
@@ -183,7 +183,7 @@ def test_bad_input_raises_before_work():
 def test_view_conditioned_mixture_is_the_per_view_gaussian_mixture():
     g = torch.Generator().manual_seed(4)
     means = torch.randn(3, 2, 5, generator=g)  # V=3 views, K=2 components, D=5
-    prior = ViewConditionedMixture(means, [0.3, 0.7], 0.05)
+    prior = SceneMixture(means, [0.3, 0.7], 0.05)
     x = torch.randn(6, 5, generator=g) * 2
     cond = [2, 0, 1, 2, 0, 1]
     e = prior.eps(x, 0.8, cond)

@@ -17,10 +17,10 @@ import torch
 from .analytic import GaussianMixture, _default_schedule
 from .base import Prior
 
-__all__ = ["ViewConditionedMixture", "blob_scenes", "scene_mixture", "psnr", "geometric_schedule"]
+__all__ = ["SceneMixture", "blob_scenes", "scene_mixture", "psnr", "geometric_schedule"]
 
 
-class ViewConditionedMixture(Prior):
+class SceneMixture(Prior):
     """``p(x | v) = sum_k w_k N(means[v, k], diag(variances))``: one exact Gaussian mixture per view.
 
     Args:
@@ -109,12 +109,12 @@ def blob_scenes(k: int, grid: int, *, n_blobs: int = 3, channels: int = 3, bbox_
 
 
 def scene_mixture(nerf, scenes: dict, *, weights=None, variance: float = 1e-3, schedule=None,
-                  dtype=torch.float32, device="cpu") -> ViewConditionedMixture:
+                  dtype=torch.float32, device="cpu") -> SceneMixture:
     """The toy 3-D prior: the ``K`` scenes (a parameter dict with batch ``K``) rendered by ``nerf``'s training
-    cameras become the components of a :class:`ViewConditionedMixture` (means ``[V, K, C, H, W]``)."""
+    cameras become the components of a :class:`SceneMixture` (means ``[V, K, C, H, W]``)."""
     with torch.no_grad():
         renders = nerf.render({k: t.to(dtype=torch.float64) for k, t in scenes.items()})  # [K, V, C, H, W]
-    return ViewConditionedMixture(renders.transpose(0, 1), weights, variance, schedule=schedule, dtype=dtype,
+    return SceneMixture(renders.transpose(0, 1), weights, variance, schedule=schedule, dtype=dtype,
                                   device=device)
 
 

@@ -33,6 +33,11 @@ class SampleResult:
     trace: dict = field(default_factory=dict)
     method: str = ""
 
+    @property
+    def nfe_total(self) -> int:
+        """Prior evaluations per sample over all its views: ``nfe * V`` (``V = x.shape[1]``)."""
+        return self.nfe * self.x.shape[1]
+
     def decoded(self, prior: Prior) -> torch.Tensor:
         """``prior.decode`` of the final renders, ``[n * V, ...]``."""
         return prior.decode(self.x.flatten(0, 1))

@@ -14,11 +14,15 @@ State: parameters ``theta`` and one noise field per view ``eps``; the noisy view
 ``J^+ v`` is the least-squares solve of :mod:`diffrep_lite.pullback` — the ``(J^T J)^{-1}`` that score
 distillation leaves out. With ``f`` invertible both conventions are exactly DDIM in image space.
 
-RePaint-style resampling (``repaint_iters = U > 1``): after a step down to ``sigma'`` the views are
-re-noised back up to ``sigma`` with the non-Markovian forward update
-``eps <- c eps + sqrt(1 - c^2) z`` (``c`` from :func:`~diffrep_lite.schedule.renoise_coefficient`,
-``c = 1`` for ``eta = 0``) and the step is redone, so the renderable content and the noise harmonise.
-Convention A restarts each repeat from the level's saved ``theta`` (stacking increments overshoots).
+RePaint-style resampling (``repaint_iters = U > 1``, jump length ``jump = j``): the levels are run in
+blocks of ``j`` consecutive steps; after a block the views are re-noised back up to the block's first
+level with the non-Markovian forward update (:func:`forward_update`)
+``eps <- C eps + sqrt(1 - C^2) z``, ``C = prod_k c_k`` over the block's ``j`` steps
+(:func:`jump_correlation`; each ``c_k`` from :func:`~diffrep_lite.schedule.renoise_coefficient`, ``C = 1``
+for ``eta = 0``), and the block is redone; every block runs ``U`` times, so each level is denoised ``U``
+times and the renderable content and the noise harmonise. Convention A restarts each repeat from the
+block's saved ``theta`` (stacking increments overshoots). The derivation is in the book
+(``book/forward_update.md``).
 """
 from __future__ import annotations
 
@@ -34,10 +38,45 @@ from .common import (SampleResult, bcast, check_callback, check_choice, check_po
 CONVENTIONS = ("A", "B")
 
 
+def jump_correlation(sigmas, eta: float) -> float:
+    """Correlation ``C`` between the tracked noise and its re-noised value for a jump back up a run of levels.
+
+    Args:
+        sigmas: the levels jumped over, decreasing: ``[sigma_a > ... > sigma_b]`` (``j + 1`` entries for a
+            jump of length ``j``, from ``sigma_b`` back up to ``sigma_a``).
+        eta: DDIM stochasticity in ``[0, 1]``.
+
+    Returns:
+        ``C = prod_k c_k`` with ``c_k = renoise_coefficient(sigmas[k + 1], sigmas[k], eta)``: the noise
+        process is an AR(1) chain along the levels, so correlations multiply. ``C = 1`` for ``eta = 0``.
+    """
+    sig = [float(x) for x in sigmas]
+    C = 1.0
+    for hi, lo in zip(sig[:-1], sig[1:]):
+        C *= renoise_coefficient(lo, hi, eta)
+    return C
+
+
+def forward_update(eps: torch.Tensor, c: float, generator=None) -> torch.Tensor:
+    """The non-Markovian forward (re-noising) update of the tracked noise: ``c eps + sqrt(1 - c^2) z``.
+
+    With ``eps ~ N(0, I)`` the result is again ``N(0, I)`` and has correlation ``c`` with ``eps``; the
+    re-noised views are ``f(theta) + sigma * eps'``. ``c = 1`` returns ``eps`` itself and draws nothing
+    (deterministic DDIM reuses the noise). ``z`` is drawn from ``generator`` with ``eps``'s shape, dtype
+    and device.
+    """
+    if not 0.0 <= c <= 1.0:
+        raise ValueError(f"c must lie in [0, 1], got {c!r}")
+    if c == 1.0:
+        return eps
+    z = torch.randn(eps.shape, generator=generator, dtype=eps.dtype, device=eps.device)
+    return c * eps + (1 - c * c) ** 0.5 * z
+
+
 def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | None = None, generator=None,
         params0=None, cond=None, guidance_scale=None, convention: str = "B", solver: str = "cg",
         solver_iters: int = 20, damping: float = 0.0, solver_lr: float = 1e-3, fit_iters: int = 1,
-        repaint_iters: int = 1, eta: float = 0.0, progress: bool = True, callback=None,
+        repaint_iters: int = 1, jump: int = 1, eta: float = 0.0, progress: bool = True, callback=None,
         return_trace: bool = False, checkpoint_path=None, checkpoint_every: int = 1,
         resume_from=None) -> SampleResult:
     """Sample diffrep parameters with DDR.
@@ -55,19 +94,23 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         solver_iters: CG / Adam iterations per solve; damping: Levenberg-Marquardt ``lambda``;
         solver_lr: Adam / GD learning rate.
         fit_iters: Gauss-Newton repeats of the convention-B fit per step (>= 1).
-        repaint_iters: RePaint resamplings ``U`` per level (>= 1; 1 = none).
+        repaint_iters: RePaint resamplings ``U``: every level is denoised ``U`` times (>= 1; 1 = none).
+        jump: RePaint jump length ``j`` (>= 1, <= steps): after each block of ``j`` levels jump back up ``j``
+            levels (the last block may be shorter). ``j = 1`` resamples each level on its own.
         eta: stochasticity of the RePaint jump back, in [0, 1] (0 reuses the tracked noise).
         progress: tqdm progress bar on/off. callback: ``callback(step, info)`` after each level.
         return_trace: keep the renders after every level in ``result.trace["x"]`` (after a resume: the
             levels run in this call only).
         checkpoint_path: if given, save ``(theta, eps, generator state, step)`` there with ``torch.save``
-            every ``checkpoint_every`` levels and after the last (see :mod:`.checkpoint`).
+            at the end of every RePaint block once ``checkpoint_every`` levels have passed since the last save,
+            and after the last level (see :mod:`.checkpoint`).
         resume_from: a checkpoint file of an interrupted run with the same settings and seed; the run goes
-            on from its step and ends identical to an uninterrupted run.
+            on from its step and ends identical to an uninterrupted run. ``nfe`` then counts this call only.
 
     Returns:
-        :class:`~diffrep_lite.samplers.common.SampleResult` with ``params``, renders ``x`` and ``nfe``
-        (``steps * repaint_iters`` prior evaluations per view, x2 under CFG for network priors).
+        :class:`~diffrep_lite.samplers.common.SampleResult` with ``params``, renders ``x`` and ``nfe``, the
+        prior evaluations counted per view and sample (``steps * repaint_iters`` for any ``jump``, x2 under
+        CFG for network priors); ``nfe_total`` multiplies by the number of views ``V``.
     """
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale)
@@ -76,12 +119,15 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     _check_int(solver_iters, "solver_iters")
     _check_int(fit_iters, "fit_iters")
     _check_int(repaint_iters, "repaint_iters")
+    _check_int(jump, "jump")
+    if jump > steps:
+        raise ValueError(f"jump must be <= steps ({steps}), got {jump}")
     if isinstance(damping, bool) or not isinstance(damping, (int, float)):
         raise TypeError(f"damping must be a float >= 0, got {damping!r}")
     if not damping >= 0:
         raise ValueError(f"damping must be >= 0, got {damping!r}")
-    check_positive(solver_lr, "solver_lr")
     renoise_coefficient(0.0, 1.0, eta)  # validates eta
+    check_positive(solver_lr, "solver_lr")
     check_callback(callback)
     check_progress(progress)
     _check_int(checkpoint_every, "checkpoint_every")
@@ -94,6 +140,8 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         state = load_checkpoint(resume_from, method="ddr", steps=steps, n=s.n, eps_shape=eps.shape,
                                 param_shapes=diffrep.param_shapes())
         start, eps = state["step"], state["eps"].to(device=s.device, dtype=s.dtype)
+        if start % jump and start != steps:
+            raise ValueError(f"resume_from: checkpoint step {start} is not a block boundary for jump={jump}")
         params = {k: t.to(device=s.device, dtype=s.dtype) for k, t in state["params"].items()}
         s.generator.set_state(state["generator"])
     render = diffrep.render
@@ -101,44 +149,49 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         f = render(params)
     trace = {"sigmas": sigmas, **({"x": [f.detach().cpu()]} if return_trace else {})}
 
-    for i in progress_range(steps, progress, "DDR"):
-        if i < start:  # done before the checkpoint we resumed from
-            continue
-        sig, sig_next = float(sigmas[i]), float(sigmas[i + 1])
+    levels = progress_range(steps, progress, "DDR")  # the bar counts finished levels
+    levels.update(start)
+    evals, last_saved = 0, start
+    for b0 in range(start, steps, jump):
+        block = range(b0, min(b0 + jump, steps))
         saved = params
         for u in range(repaint_iters):
             if convention == "A" and u > 0:
-                params = saved  # restart each repeat from the level's theta
+                params = saved  # restart each repeat from the block's theta
                 with torch.no_grad():
                     f = render(params)
-            eh = prior_eps(s, f + sig * eps, sig)
-            if convention == "B":
-                x0 = f + sig * (eps - eh)
-                for _ in range(fit_iters):
-                    d = solve(render, params, x0 - f, **solver_kw)
+            for i in block:
+                sig, sig_next = float(sigmas[i]), float(sigmas[i + 1])
+                eh = prior_eps(s, f + sig * eps, sig)
+                evals += 1
+                if convention == "B":
+                    x0 = f + sig * (eps - eh)
+                    for _ in range(fit_iters):
+                        d = solve(render, params, x0 - f, **solver_kw)
+                        params = {k: params[k] + d[k] for k in params}
+                        with torch.no_grad():
+                            f = render(params)
+                    eps = eh
+                else:
+                    d = solve(render, params, (sig_next - sig) * (eh - eps), **solver_kw)
                     params = {k: params[k] + d[k] for k in params}
                     with torch.no_grad():
                         f = render(params)
-                eps = eh
-            else:
-                d = solve(render, saved, (sig_next - sig) * (eh - eps), **solver_kw)
-                params = {k: saved[k] + d[k] for k in saved}
-                with torch.no_grad():
-                    f = render(params)
-            if u < repaint_iters - 1:  # jump back up from sig_next to sig: the non-Markovian forward update
-                c = renoise_coefficient(sig_next, sig, eta)
-                if c != 1.0:
-                    z = torch.randn(eps.shape, generator=s.generator, dtype=eps.dtype, device=eps.device)
-                    eps = c * eps + (1 - c * c) ** 0.5 * z
-        if return_trace:
-            trace["x"].append(f.detach().cpu())
-        if callback is not None:
-            callback(i, {"params": params, "x": f, "eps": eps, "sigma": sig_next})
-        if checkpoint_path is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == steps):
-            save_checkpoint(checkpoint_path, method="ddr", step=i + 1, steps=steps, params=params, eps=eps,
+                if u == repaint_iters - 1:
+                    levels.update(1)
+                    if return_trace:
+                        trace["x"].append(f.detach().cpu())
+                    if callback is not None:
+                        callback(i, {"params": params, "x": f, "eps": eps, "sigma": sig_next})
+            if u < repaint_iters - 1:  # jump back up the block: the non-Markovian forward update
+                eps = forward_update(eps, jump_correlation(sigmas[block.start:block.stop + 1], eta), s.generator)
+        if checkpoint_path is not None and (block.stop - last_saved >= checkpoint_every or block.stop == steps):
+            save_checkpoint(checkpoint_path, method="ddr", step=block.stop, steps=steps, params=params, eps=eps,
                             generator=s.generator)
-    return SampleResult(x=f, params=params, nfe=steps * repaint_iters * nfe_multiplier(s), trace=trace,
+            last_saved = block.stop
+    levels.close()
+    return SampleResult(x=f, params=params, nfe=evals * nfe_multiplier(s), trace=trace,
                         method="ddr")
 
 
-__all__ = ["ddr", "CONVENTIONS", "bcast"]
+__all__ = ["ddr", "CONVENTIONS", "bcast", "jump_correlation", "forward_update"]

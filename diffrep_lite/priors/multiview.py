@@ -1,0 +1,186 @@
+"""An exact multi-view prior: K known wide panoramas, each view sees one crop.
+
+:class:`ViewConditionedMixture` is the multi-view counterpart of
+:class:`~diffrep_lite.priors.analytic.GaussianMixture`. The scene is one of ``K`` known canvases
+``P_k`` (``[C, H, W]``, weights ``w_k``); a view at column offset ``o`` sees the crop ``crop_o(P_k)``
+plus a little isotropic Gaussian spread. The prior of that view (``cond = o``) is therefore the mixture
+
+    p_o(x0) = sum_k w_k N(x0; crop_o(P_k), s^2 I),
+
+whose exact denoiser is the Gaussian-mixture one (computed by a cached
+:class:`~diffrep_lite.priors.analytic.GaussianMixture` per offset). A multi-view sampler must make all
+views agree on one ``k``; :meth:`nearest_panorama` and :meth:`overlap_disagreement` measure whether it did.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..diffreps.panorama import Crops
+from ..schedule import Schedule
+from .analytic import GaussianMixture, _default_schedule
+from .base import Prior
+
+__all__ = ["ViewConditionedMixture", "random_panoramas"]
+
+
+def random_panoramas(k: int, channels: int = 1, height: int = 8, width: int = 32, *, n_freq: int = 3,
+                     seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    """``k`` smooth random canvases ``[k, C, H, W]``, periodic in ``x`` (so they also suit 360° panoramas).
+
+    Each is a random Fourier series with ``n_freq`` frequencies per axis (``x`` frequencies are whole
+    cycles over ``W``), normalised to unit RMS per canvas. Deterministic in ``seed``.
+    """
+    for name, val in (("k", k), ("channels", channels), ("height", height), ("width", width), ("n_freq", n_freq)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name} must be a positive int, got {val!r}")
+    g = torch.Generator().manual_seed(seed)
+    x = 2 * math.pi * (torch.arange(width, dtype=torch.float64) + 0.5) / width
+    y = math.pi * (torch.arange(height, dtype=torch.float64) + 0.5) / height
+    fx = torch.arange(1, n_freq + 1, dtype=torch.float64)
+    fy = torch.arange(0, n_freq, dtype=torch.float64)
+    a = torch.randn(k, channels, n_freq, n_freq, 2, generator=g, dtype=torch.float64)
+    a = a / (fx[None, None, None, :, None] + fy[None, None, :, None, None])  # 1/f decay: smooth
+    cx, sx = torch.cos(fx[:, None] * x), torch.sin(fx[:, None] * x)  # [F, W]
+    cy = torch.cos(fy[:, None] * y)  # [F, H]
+    img = torch.einsum("kcpq,ph,qw->kchw", a[..., 0], cy, cx) + torch.einsum("kcpq,ph,qw->kchw", a[..., 1], cy, sx)
+    img = img - img.mean(dim=(1, 2, 3), keepdim=True)
+    img = img / img.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+    return img.to(dtype)
+
+
+class ViewConditionedMixture(Prior):
+    """A view-conditioned Gaussian mixture whose ``K`` modes are ``K`` known wide panoramas.
+
+    Args:
+        panoramas: ``[K, C, H, W]`` canvases (e.g. :func:`random_panoramas`).
+        weights: ``[K]`` non-negative weights (normalised here).
+        variance: isotropic per-pixel variance ``s^2`` (> 0) of each mode (keep it small).
+        view_width: crop width ``w``; the data shape of one view is ``(C, H, w)``.
+        wrap: the canvases are 360° rings (crops may cross the seam); offsets are taken modulo ``W``.
+        schedule: noise schedule (default: cosine).
+
+    Condition: each input's column offset ``o`` (an int, as given by
+    :meth:`~diffrep_lite.diffreps.panorama.Panorama.view_conds`); it is required. The denoiser of an
+    input with offset ``o`` is exactly that of :meth:`view_prior` ``(o)``.
+    """
+
+    conditional = True
+
+    def __init__(self, panoramas, weights, variance: float = 0.01, *, view_width: int, wrap: bool = False,
+                 schedule: Schedule | None = None, dtype=torch.float32, device="cpu"):
+        pan = torch.as_tensor(panoramas, dtype=torch.float64)
+        if pan.ndim != 4:
+            raise ValueError(f"panoramas must be [K, C, H, W], got shape {list(pan.shape)}")
+        K, C, H, W = pan.shape
+        weights = torch.as_tensor(weights, dtype=torch.float64).flatten()
+        if weights.numel() != K or torch.any(weights < 0) or weights.sum() <= 0:
+            raise ValueError(f"weights must be {K} non-negative numbers with a positive sum, got {weights.tolist()}")
+        if isinstance(variance, bool) or not isinstance(variance, (int, float)) or not variance > 0:
+            raise ValueError(f"variance must be a number > 0, got {variance!r}")
+        Crops(W, view_width, offsets=[0], wrap=wrap)  # validates view_width and wrap
+        self.schedule = _default_schedule(schedule)
+        self.dtype, self.device = dtype, torch.device(device)
+        self.panoramas = pan.to(dtype=dtype, device=self.device)
+        self.weights = (weights / weights.sum()).to(dtype=dtype, device=self.device)
+        self.variance, self.view_width, self.wrap = float(variance), int(view_width), wrap
+        self.data_shape = (C, H, int(view_width))
+        self._views: dict[int, GaussianMixture] = {}
+
+    @property
+    def n_components(self) -> int:
+        return self.panoramas.shape[0]
+
+    @property
+    def canvas_width(self) -> int:
+        return self.panoramas.shape[-1]
+
+    def crops(self, offsets) -> Crops:
+        """The crop geometry of this prior's canvases at ``offsets``."""
+        return Crops(self.canvas_width, self.view_width, offsets=list(offsets), wrap=self.wrap)
+
+    def view_prior(self, offset: int) -> GaussianMixture:
+        """The exact prior of the view at column ``offset``: the mixture of the ``K`` crops there."""
+        o = self._offset(offset)
+        if o not in self._views:
+            means = self.crops([o]).crop(self.panoramas)[:, 0]  # [K, C, H, w]
+            self._views[o] = GaussianMixture(self.weights.double(), means.double(), self.variance,
+                                             schedule=self.schedule, dtype=self.dtype, device=self.device)
+        return self._views[o]
+
+    def _offset(self, o) -> int:
+        if isinstance(o, torch.Tensor) and o.numel() == 1:
+            o = int(o)
+        if isinstance(o, bool) or not isinstance(o, int):
+            raise ValueError(f"cond must hold one int column offset per input, got {o!r}")
+        W, w = self.canvas_width, self.view_width
+        if self.wrap:
+            return o % W
+        if not 0 <= o <= W - w:
+            raise ValueError(f"cond offset {o} out of range: without wrap offsets lie in [0, {W - w}]")
+        return o
+
+    def check_cond(self, cond, batch=None):
+        if cond is None:
+            raise ValueError("ViewConditionedMixture needs cond: one column offset per input "
+                             "(render with a Panorama diffrep, whose view_conds() are its offsets)")
+        super().check_cond(cond, batch)
+        for o in cond:
+            self._offset(o)
+
+    def _eps(self, x, sigma, cond, guidance_scale):
+        offs = [self._offset(o) for o in cond]
+        out = torch.empty_like(x)
+        for o in sorted(set(offs)):
+            idx = torch.tensor([i for i, oi in enumerate(offs) if oi == o], device=x.device)
+            out[idx] = self.view_prior(o)._eps(x[idx], sigma[idx], None, None)
+        return out
+
+    # ------------------------------------------------------------------ metrics
+    def nearest_panorama(self, canvas: torch.Tensor):
+        """The true panorama nearest to each canvas and its RMS distance per pixel.
+
+        Args:
+            canvas: ``[B, C, H, W]`` (e.g. ``Panorama.render_canvas(params)``).
+
+        Returns:
+            ``(k, dist)``: long ``[B]`` indices and float ``[B]`` RMS distances ``||canvas - P_k|| / sqrt(CHW)``.
+        """
+        if tuple(canvas.shape[1:]) != tuple(self.panoramas.shape[1:]):
+            raise ValueError(f"canvas must be [B, {', '.join(map(str, self.panoramas.shape[1:]))}], "
+                             f"got {list(canvas.shape)}")
+        d = (canvas[:, None].to(self.panoramas) - self.panoramas[None]).pow(2).flatten(2).mean(-1).sqrt()  # [B, K]
+        dist, k = d.min(1)
+        return k, dist
+
+    def denoise_views(self, views: torch.Tensor, offsets, sigma: float) -> torch.Tensor:
+        """Each view's own exact estimate ``E[x0 | view]`` at level ``sigma``: ``[B, V, *data_shape]``.
+
+        At a small ``sigma`` this snaps every view to its nearest crop mode; views of a blended canvas
+        snap to different panoramas and then disagree on their overlaps.
+        """
+        B, V = views.shape[:2]
+        conds = [o for _ in range(B) for o in offsets]
+        return self.x0(views.flatten(0, 1).to(self.dtype), sigma, conds).reshape(views.shape)
+
+    def overlap_disagreement(self, views: torch.Tensor, offsets) -> torch.Tensor:
+        """RMS difference between overlapping views on their shared pixels, ``[B]``.
+
+        Args:
+            views: ``[B, V, C, H, w]`` per-view images (e.g. :meth:`denoise_views` of the renders, or
+                independently sampled views).
+            offsets: the ``V`` column offsets of the views.
+
+        Returns:
+            ``sqrt(mean over all overlapping pairs and shared pixels of (view_v - view_u)^2)``; 0 when
+            every pair agrees (see :meth:`~diffrep_lite.diffreps.panorama.Crops.disagreement`). Raises
+            ValueError if no two views overlap.
+        """
+        return self.crops(offsets).disagreement(views)
+
+    def view_modes(self, views: torch.Tensor, offsets) -> torch.Tensor:
+        """The most probable mode of each clean view under its own prior, long ``[B, V]``."""
+        B, V = views.shape[:2]
+        return torch.stack([self.view_prior(o).nearest_component(views[:, v].to(self.dtype))
+                            for v, o in enumerate(offsets)], 1)
