@@ -15,6 +15,7 @@ from .diffusers_unet import UNetPrior
 
 __all__ = ["load_digits_prior", "shipped_model_path", "DIGITS_NULL_LABEL"]
 
+#: Class label the shipped digits model uses as the null condition for classifier-free guidance.
 DIGITS_NULL_LABEL = 10
 
 

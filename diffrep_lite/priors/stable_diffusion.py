@@ -35,6 +35,7 @@ from .base import Prior, _bcast
 
 __all__ = ["StableDiffusionPrior", "PREDICTION_TYPES", "resolve_model_id", "hf_progress_bars"]
 
+#: Network output parameterisations the Stable Diffusion prior converts to eps exactly.
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 _SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
