@@ -212,3 +212,14 @@ def bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def trace_append(trace: dict, key: str, value: Any):
     trace.setdefault(key, []).append(value)
+
+
+def check_t_range(t_range) -> tuple[float, float]:
+    """Validate a ``(t_min, t_max)`` pair of training-tick fractions, ``0 <= t_min < t_max <= 1``."""
+    try:
+        t_min, t_max = (float(v) for v in t_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"t_range must be a pair (t_min, t_max) with 0 <= t_min < t_max <= 1, got {t_range!r}")
+    if not 0.0 <= t_min < t_max <= 1.0:
+        raise ValueError(f"t_range must be a pair (t_min, t_max) with 0 <= t_min < t_max <= 1, got {t_range!r}")
+    return t_min, t_max

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..schedule import sigma_to_alpha_bar
-from .common import (SampleResult, check_callback, check_choice, check_positive, check_progress, init_state,
+from .common import (check_t_range, SampleResult, check_callback, check_choice, check_positive, check_progress, init_state,
                      nfe_multiplier, prior_eps, progress_range, setup, bcast)
 
 #: Optimiser name -> ``torch.optim`` class, for ``optimizer=`` of :func:`sjc` and :func:`sds`.
@@ -119,12 +119,7 @@ def sds(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale)
     check_choice(weighting, "weighting", SDS_WEIGHTINGS)
-    try:
-        t_min, t_max = (float(v) for v in t_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"t_range must be a pair (t_min, t_max) with 0 <= t_min < t_max <= 1, got {t_range!r}")
-    if not 0.0 <= t_min < t_max <= 1.0:
-        raise ValueError(f"t_range must be a pair (t_min, t_max) with 0 <= t_min < t_max <= 1, got {t_range!r}")
+    t_min, t_max = check_t_range(t_range)
     _check_optimiser_args(optimizer, lr, callback, progress)
     _, params = init_state(s)
     table = prior.schedule.sigmas.to(s.device)

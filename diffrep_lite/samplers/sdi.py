@@ -31,7 +31,7 @@ import torch
 
 from ..priors.base import Prior
 from ..schedule import sigma_to_alpha_bar
-from .common import (SampleResult, _check_int, check_callback, init_state, nfe_multiplier, prior_eps, progress_range,
+from .common import (check_t_range, SampleResult, _check_int, check_callback, init_state, nfe_multiplier, prior_eps, progress_range,
                      setup)
 from .distill import _optimise
 
@@ -153,12 +153,7 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
     """
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale)
-    try:
-        t_min, t_max = (float(v) for v in t_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"t_range must be a pair (t_min, t_max) with 0 <= t_min < t_max <= 1, got {t_range!r}")
-    if not 0.0 <= t_min < t_max <= 1.0:
-        raise ValueError(f"t_range must be a pair (t_min, t_max) with 0 <= t_min < t_max <= 1, got {t_range!r}")
+    t_min, t_max = check_t_range(t_range)
     _check_int(inversion_steps, "inversion_steps")
     if isinstance(inversion_eta, bool) or not isinstance(inversion_eta, (int, float)) or not 0 <= inversion_eta <= 1:
         raise ValueError(f"inversion_eta must lie in [0, 1], got {inversion_eta!r}")
