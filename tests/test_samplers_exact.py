@@ -32,13 +32,7 @@ DT = torch.float64
 N = 4000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2-D toys: intra-op threads only add overhead (and stall badly on a shared 2-core machine).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mc_se(C, n):
