@@ -23,7 +23,7 @@ import sys
 import time
 
 SIREN = dict(hidden=64, hidden_layers=2)
-METHOD_KW = {"ddr": dict(solver="cg", solver_iters=10), "sjc": {}, "sds": {}, "sdi": {}, "reference": {}}
+METHOD_KW = {"ddr": dict(solver="cg", solver_iters=8, fit_iters=3), "sjc": {}, "sds": {}, "sdi": {}, "reference": {}}
 
 
 def one(method: str, res: int, n: int, steps: int, guidance: float) -> dict:

@@ -273,3 +273,30 @@ def test_shipped_model_package_files():
     assert (d / "diffusion_pytorch_model.safetensors").stat().st_size < 6e6  # a few MB
     with pytest.raises(ValueError, match="shipped models"):
         shipped_model_path("imagenet")
+
+
+def test_ddr_siren_kid_beats_sjc_and_sds_at_cfg3():
+    """Issue 3's acceptance: on the shipped model at CFG 3, DDR SIREN samples are closer (KID with the shipped
+    digits-feature network) to the model's own 50-step DDIM samples than SJC's and SDS's, on a fixed seed set.
+
+    Settings are notebook 03's defaults: 20 levels with 3 Gauss-Newton fits of 8 CG iterations per level for
+    DDR; 60 optimiser steps (lr 1e-3) for SJC and SDS. Measured (seed 0, 16 samples): DDR 0.017,
+    SJC 0.082, SDS 0.066 (seeds 1 and 2: DDR -0.004 / -0.005, SJC 0.094 / 0.055, SDS 0.064 / 0.035).
+    With one fit per level DDR's KID is 0.53: the nonlinear SIREN fit must converge, see the practical guide.
+    """
+    from diffrep_lite import metrics
+
+    prior = dl.priors.load_digits_prior()
+    feats = metrics.digits_features()
+    kw = dict(n=16, seed=0, cond=3, guidance_scale=3.0, progress=False)
+    ref = dl.sample("reference", prior, None, steps=50, n=64, seed=1000, cond=3, guidance_scale=3.0,
+                    progress=False).x[:, 0]
+    fref = feats(ref)
+    rep = SirenImage(16, 1, hidden=64, hidden_layers=2)
+    runs = {"ddr": dict(steps=20, solver="cg", solver_iters=8, fit_iters=3),
+            "sjc": dict(steps=60, lr=1e-3), "sds": dict(steps=60, lr=1e-3)}
+    kid = {m: metrics.kid(feats(dl.sample(m, prior, rep, **kw, **o).x[:, 0]), fref, features=None)
+           for m, o in runs.items()}
+    print("KID at CFG 3:", kid)
+    assert kid["ddr"] < kid["sjc"] and kid["ddr"] < kid["sds"]
+    assert kid["ddr"] < 0.05  # and close to the model's own samples (the reference's own KID is ~0.0)
