@@ -43,6 +43,17 @@ class Diffrep:
         """A per-view condition for the prior (length ``V``), or None when views are unconditioned."""
         return None
 
+    def shared_noise(self, n: int, *, generator: torch.Generator | None = None, dtype=torch.float32,
+                     device="cpu") -> torch.Tensor | None:
+        """Noise for all views drawn as one field seen through the views, ``[n, V, *view_shape]``, or None.
+
+        Each view's noise is marginally ``N(0, I)`` and views that share pixels share their noise there.
+        It is used by DDR's ``view_noise="shared"``. The base class returns None, meaning the diffrep has no
+        such field (a NeRF's views are projections, not crops). :class:`~.panorama.Panorama` crops one
+        canvas-sized field.
+        """
+        return None
+
     def num_params(self) -> int:
         return sum(math.prod(s) for s in self.param_shapes().values())
 

@@ -237,6 +237,13 @@ class Panorama(Diffrep):
     def render(self, params, views=None):
         return self.crops.crop(self.render_canvas(params), views)
 
+    def shared_noise(self, n, *, generator=None, dtype=torch.float32, device="cpu"):
+        """Crops of one canvas-sized standard normal field, ``[n, V, C, H, w]``: every view is
+        marginally ``N(0, I)`` and overlapping views agree on their shared columns (across the seam too
+        with ``wrap``)."""
+        z = torch.randn(n, *self.canvas_shape, generator=generator, dtype=dtype, device=device)
+        return self.crops.crop(z)
+
     def view_conds(self, views=None):
         """Each view's column offset (ints), the condition a view-conditioned prior expects; None when
         built with ``view_conditioned=False``."""

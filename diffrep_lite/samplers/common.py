@@ -155,9 +155,18 @@ def setup(prior, diffrep, *, steps, n, seed, generator, params0, cond, guidance_
     return Setup(prior, diffrep, n, V, gen, params0, items, guidance_scale, dtype, device)
 
 
-def init_state(s: Setup):
-    """Initial per-view noise ``[n, V, *shape]`` (drawn first) and parameters (drawn second)."""
-    eps = torch.randn(s.n, s.V, *s.prior.data_shape, generator=s.generator, dtype=s.dtype, device=s.device)
+def draw_view_noise(s: Setup, shared: bool = False) -> torch.Tensor:
+    """Standard normal noise for every view, ``[n, V, *shape]``: independent per view, or (``shared``)
+    the diffrep's :meth:`~diffrep_lite.diffreps.base.Diffrep.shared_noise` (one field seen through the views)."""
+    if shared:
+        return s.diffrep.shared_noise(s.n, generator=s.generator, dtype=s.dtype, device=s.device)
+    return torch.randn(s.n, s.V, *s.prior.data_shape, generator=s.generator, dtype=s.dtype, device=s.device)
+
+
+def init_state(s: Setup, shared_noise: bool = False):
+    """Initial per-view noise ``[n, V, *shape]`` (drawn first, see :func:`draw_view_noise`) and parameters
+    (drawn second)."""
+    eps = draw_view_noise(s, shared_noise)
     params = s.params
     if params is None and s.diffrep is not None:
         params = s.diffrep.init_params(s.n, generator=s.generator, dtype=s.dtype, device=s.device)

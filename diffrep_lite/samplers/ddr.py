@@ -32,10 +32,13 @@ from ..pullback import SOLVERS, solve
 from ..schedule import renoise_coefficient
 from .checkpoint import load_checkpoint, save_checkpoint
 from .common import (SampleResult, bcast, check_callback, check_choice, check_positive, check_progress,
-                     nfe_multiplier, _check_int, init_state, prior_eps, progress_range, setup)
+                     nfe_multiplier, _check_int, draw_view_noise, init_state, prior_eps, progress_range, setup)
 
 #: The two discretisations of the pulled-back ODE (see the module docstring and the book's pull-back chapter).
 CONVENTIONS = ("A", "B")
+#: How the per-view noise is drawn (at the start and in RePaint jumps): independently per view (the paper), or
+#: as one field seen through the views (:meth:`~diffrep_lite.diffreps.base.Diffrep.shared_noise`).
+VIEW_NOISE = ("independent", "shared")
 
 
 def jump_correlation(sigmas, eta: float) -> float:
@@ -57,26 +60,31 @@ def jump_correlation(sigmas, eta: float) -> float:
     return C
 
 
-def forward_update(eps: torch.Tensor, c: float, generator=None) -> torch.Tensor:
+def forward_update(eps: torch.Tensor, c: float, generator=None, z: torch.Tensor | None = None) -> torch.Tensor:
     """The non-Markovian forward (re-noising) update of the tracked noise: ``c eps + sqrt(1 - c^2) z``.
 
     With ``eps ~ N(0, I)`` the result is again ``N(0, I)`` and has correlation ``c`` with ``eps``; the
     re-noised views are ``f(theta) + sigma * eps'``. ``c = 1`` returns ``eps`` itself and draws nothing
     (deterministic DDIM reuses the noise). ``z`` is drawn from ``generator`` with ``eps``'s shape, dtype
-    and device.
+    and device, unless a standard normal ``z`` of ``eps``'s shape is given (DDR passes the diffrep's
+    shared noise field under ``view_noise="shared"``).
     """
     if not 0.0 <= c <= 1.0:
         raise ValueError(f"c must lie in [0, 1], got {c!r}")
     if c == 1.0:
         return eps
-    z = torch.randn(eps.shape, generator=generator, dtype=eps.dtype, device=eps.device)
+    if z is None:
+        z = torch.randn(eps.shape, generator=generator, dtype=eps.dtype, device=eps.device)
+    elif z.shape != eps.shape:
+        raise ValueError(f"z must have eps's shape {tuple(eps.shape)}, got {tuple(z.shape)}")
     return c * eps + (1 - c * c) ** 0.5 * z
 
 
 def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | None = None, generator=None,
         params0=None, cond=None, guidance_scale=None, convention: str = "B", solver: str = "cg",
         solver_iters: int = 20, damping: float = 0.0, solver_lr: float = 1e-3, fit_iters: int = 1,
-        repaint_iters: int = 1, jump: int = 1, eta: float = 0.0, progress: bool = True, callback=None,
+        repaint_iters: int = 1, jump: int = 1, eta: float = 0.0, view_noise: str = "independent",
+        progress: bool = True, callback=None,
         return_trace: bool = False, checkpoint_path=None, checkpoint_every: int = 1,
         resume_from=None) -> SampleResult:
     """Sample diffrep parameters with DDR.
@@ -98,6 +106,13 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         jump: RePaint jump length ``j`` (>= 1, <= steps): after each block of ``j`` levels jump back up ``j``
             levels (the last block may be shorter). ``j = 1`` resamples each level on its own.
         eta: stochasticity of the RePaint jump back, in [0, 1] (0 reuses the tracked noise).
+        view_noise: ``"independent"`` (default, as in the paper): every view draws its own noise, at the
+            start and in RePaint jumps. ``"shared"``: the noise is one field seen through the views
+            (:meth:`~diffrep_lite.diffreps.base.Diffrep.shared_noise`, e.g. crops of one canvas-sized field
+            for a :class:`~diffrep_lite.diffreps.Panorama`), so overlapping views start with the same noise on
+            their shared pixels. Independent noises average out on shared pixels, so the views decide on
+            a mode with less noise than one view would. The heavy modes are then chosen more often than their
+            weights. Shared noise removes that bias (see ``notebooks/04_panoramas``).
         progress: tqdm progress bar on/off. callback: ``callback(step, info)`` after each level.
         return_trace: keep the renders after every level in ``result.trace["x"]`` (after a resume: the
             levels run in this call only).
@@ -127,6 +142,17 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     if not damping >= 0:
         raise ValueError(f"damping must be >= 0, got {damping!r}")
     renoise_coefficient(0.0, 1.0, eta)  # validates eta
+    check_choice(view_noise, "view_noise", VIEW_NOISE)
+    shared = view_noise == "shared"
+    if shared:
+        probe = diffrep.shared_noise(1, generator=torch.Generator().manual_seed(0))  # shape probe only
+        if probe is None:
+            raise ValueError(f"view_noise='shared' needs a diffrep with a shared noise field "
+                             f"(Diffrep.shared_noise, e.g. a Panorama); {type(diffrep).__name__} has none: "
+                             f"use view_noise='independent'")
+        if tuple(probe.shape) != (1, s.V, *prior.data_shape):
+            raise ValueError(f"{type(diffrep).__name__}.shared_noise(1) must have shape "
+                             f"{(1, s.V, *prior.data_shape)}, got {tuple(probe.shape)}")
     check_positive(solver_lr, "solver_lr")
     check_callback(callback)
     check_progress(progress)
@@ -134,7 +160,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     solver_kw = dict(solver=solver, iters=solver_iters, damping=damping, lr=solver_lr)
 
     sigmas = prior.schedule.sigma_grid(steps)
-    eps, params = init_state(s)
+    eps, params = init_state(s, shared_noise=shared)
     start = 0
     if resume_from is not None:
         state = load_checkpoint(resume_from, method="ddr", steps=steps, n=s.n, eps_shape=eps.shape,
@@ -184,7 +210,9 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                     if callback is not None:
                         callback(i, {"params": params, "x": f, "eps": eps, "sigma": sig_next})
             if u < repaint_iters - 1:  # jump back up the block: the non-Markovian forward update
-                eps = forward_update(eps, jump_correlation(sigmas[block.start:block.stop + 1], eta), s.generator)
+                c = jump_correlation(sigmas[block.start:block.stop + 1], eta)
+                z = draw_view_noise(s, shared) if shared and c < 1.0 else None
+                eps = forward_update(eps, c, s.generator, z=z)
         if checkpoint_path is not None and (block.stop - last_saved >= checkpoint_every or block.stop == steps):
             save_checkpoint(checkpoint_path, method="ddr", step=block.stop, steps=steps, params=params, eps=eps,
                             generator=s.generator)
@@ -194,4 +222,4 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                         method="ddr")
 
 
-__all__ = ["ddr", "CONVENTIONS", "bcast", "jump_correlation", "forward_update"]
+__all__ = ["ddr", "CONVENTIONS", "VIEW_NOISE", "bcast", "jump_correlation", "forward_update"]
