@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -63,10 +66,22 @@ def main():
     ap.add_argument("--stride", type=int, default=8)
     ap.add_argument("--solver-iters", type=int, default=10)
     ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--views", type=int, nargs="+", default=[4, 16])
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     kw = dict(height=a.height, view_width=a.view_width, stride=a.stride, steps=a.steps, repaint=a.repaint,
               n=a.n, solver_iters=a.solver_iters, device=a.device, hidden=a.hidden)
-    runs = [bench(v, **kw) for v in (4, 16)]
+    if a.one:  # one size in this process (its peak memory is its own)
+        print(json.dumps(bench(a.views[0], **kw)))
+        return
+    runs = []
+    for v in a.views:  # each size in a fresh subprocess
+        cmd = [sys.executable, os.path.abspath(__file__), "--one", "--device", a.device, "--steps", str(a.steps),
+               "--repaint", str(a.repaint), "--n", str(a.n), "--height", str(a.height), "--view-width",
+               str(a.view_width), "--stride", str(a.stride), "--solver-iters", str(a.solver_iters),
+               "--hidden", str(a.hidden), "--views", str(v)]
+        p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
     print(json.dumps({"benchmark": "panorama_ddr", "device": a.device, "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "machine": platform.machine(), "runs": runs}, indent=1))
 
