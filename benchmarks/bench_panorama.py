@@ -76,10 +76,8 @@ def main():
         return
     runs = []
     for v in a.views:  # each size in a fresh subprocess
-        cmd = [sys.executable, os.path.abspath(__file__), "--one", "--device", a.device, "--steps", str(a.steps),
-               "--repaint", str(a.repaint), "--n", str(a.n), "--height", str(a.height), "--view-width",
-               str(a.view_width), "--stride", str(a.stride), "--solver-iters", str(a.solver_iters),
-               "--hidden", str(a.hidden), "--views", str(v)]
+        # the same options; the appended --views (argparse keeps the last) picks this size
+        cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--one", "--views", str(v)]
         p = subprocess.run(cmd, capture_output=True, text=True, check=True)
         runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
     print(json.dumps({"benchmark": "panorama_ddr", "device": a.device, "torch": torch.__version__,

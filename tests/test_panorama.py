@@ -165,6 +165,12 @@ def test_nearest_panorama_and_overlap_disagreement():
 
 
 # ----------------------------------------------------------------------------- DDR on the toy
+def _four_panoramas():
+    """Four panoramas that differ everywhere, seen through five crops: the equal-NFE RePaint toy."""
+    prior = ViewConditionedMixture(random_panoramas(4, 1, 4, 24, n_freq=6, seed=0), [0.25] * 4, 0.01, view_width=8)
+    return prior, Panorama(Identity((1, 4, 24)), 8, stride=4)
+
+
 def _run(prior, rep, steps, U, *, n, seed, eta=0.5, jump=1, convention="B"):
     out = sample("ddr", prior, rep, steps=steps, n=n, seed=seed, repaint_iters=U, jump=jump, eta=eta,
                  convention=convention, solver="cg", solver_iters=3, progress=False)
@@ -182,9 +188,7 @@ def test_repaint_beats_no_repaint_at_equal_nfe():
     0.162 -> 0.101; the margins asserted below are about half of that. (Under convention B RePaint lowers
     the distance too, but its effect on the disagreement is within seed noise; see notebooks/04_panoramas.)
     """
-    pans = random_panoramas(4, 1, 4, 24, n_freq=6, seed=0)
-    prior = ViewConditionedMixture(pans, [0.25] * 4, 0.01, view_width=8)
-    rep = Panorama(Identity((1, 4, 24)), 8, stride=4)
+    prior, rep = _four_panoramas()
     plain, _, d0, dis0 = _run(prior, rep, 60, 1, n=64, seed=0, eta=0.0, convention="A")
     rp, _, d1, dis1 = _run(prior, rep, 12, 5, n=64, seed=0, eta=1.0, convention="A")
     assert plain.nfe == rp.nfe == 60 and rp.nfe_total == 60 * 5
@@ -202,9 +206,7 @@ def test_repaint_beats_no_repaint_at_equal_nfe_default_convention():
     At 60 NFEs (12 levels x 5) B's levels are too coarse for RePaint to pay: the disagreement does not
     drop (notebooks/04_panoramas). The margins asserted are about half the smallest measured ones.
     """
-    pans = random_panoramas(4, 1, 4, 24, n_freq=6, seed=0)
-    prior = ViewConditionedMixture(pans, [0.25] * 4, 0.01, view_width=8)
-    rep = Panorama(Identity((1, 4, 24)), 8, stride=4)
+    prior, rep = _four_panoramas()
     plain, _, d0, dis0 = _run(prior, rep, 200, 1, n=512, seed=0, eta=0.0)
     rp, _, d1, dis1 = _run(prior, rep, 40, 5, n=512, seed=0, eta=0.5)
     assert plain.nfe == rp.nfe == 200
@@ -249,8 +251,7 @@ def test_shared_view_noise_brings_mode_frequencies_back_to_the_weights():
     weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
     rep = Panorama(Identity((1, 4, 16)), 8, stride=4)
     for pseed in (0, 1):
-        prior = ViewConditionedMixture(random_panoramas(3, 1, 4, 16, seed=pseed), weights.tolist(), 0.01,
-                                       view_width=8)
+        _, prior = _toy(weights=weights.tolist(), seed=pseed)
         tv = {}
         for vn in ("independent", "shared"):
             out = sample("ddr", prior, rep, steps=200, n=400, seed=0, view_noise=vn, solver="cg", solver_iters=3,
@@ -264,7 +265,7 @@ def test_shared_view_noise_brings_mode_frequencies_back_to_the_weights():
 
 
 def test_shared_view_noise_with_repaint_is_reproducible():
-    prior = ViewConditionedMixture(random_panoramas(3, 1, 4, 16, seed=0), [0.5, 0.3, 0.2], 0.01, view_width=8)
+    _, prior = _toy()
     rep = Panorama(Identity((1, 4, 16)), 8, stride=4)
     kw = dict(steps=6, n=3, seed=5, repaint_iters=2, eta=1.0, view_noise="shared", solver_iters=3, progress=False)
     a, b = sample("ddr", prior, rep, **kw), sample("ddr", prior, rep, **kw)
