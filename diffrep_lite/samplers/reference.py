@@ -3,6 +3,15 @@
 In the VE form one DDIM step from ``sigma`` to ``sigma'`` keeps the predicted clean image and rescales
 the predicted noise: ``x' = x0_hat + sigma' (c eps_hat + sqrt(1 - c^2) z)`` with ``c = 1`` for
 ``eta = 0`` (deterministic DDIM, the Euler step of the PF-ODE ``dx/dsigma = eps_hat``).
+
+**Equivalence with diffusers.** For a :class:`~diffrep_lite.priors.UNetPrior` this is exactly diffusers'
+``DDIMScheduler`` loop (``timestep_spacing="trailing"``, ``set_alpha_to_one=True``) run with
+``scheduler.step(..., use_clipped_model_output=True)``: the steps are the same VP update written in VE
+units. With ``clip_sample`` on, the prior returns the noise consistent with the *clipped* ``x0_hat``
+(``eps = (x - clamp(x0_hat)) / sigma``), which is what ``use_clipped_model_output=True`` does. diffusers'
+default ``use_clipped_model_output=False`` instead combines the clipped ``x0_hat`` with the *unclipped*
+``eps_hat``, a different (inconsistent) sampler. Tests: ``tests/test_unet_prior.py`` (a tiny UNet and the
+shipped digits model).
 """
 from __future__ import annotations
 
