@@ -30,21 +30,6 @@ from diffrep_lite.data import digits_split  # noqa: E402
 from diffrep_lite.priors.shipped import DIGITS_NULL_LABEL, shipped_model_path  # noqa: E402
 
 
-def train_floor(per_class: int, rounds: int = 20, seed: int = 0) -> dict:
-    """KID of stratified training-split subsets (``per_class`` per digit) against the held-out split."""
-    split = digits_split()
-    (xt, yt), (xh, _) = split["train"], split["heldout"]
-    g = torch.Generator().manual_seed(seed)
-    vals = []
-    for _ in range(rounds):
-        idx = torch.cat([(yt == c).nonzero().flatten()[torch.randperm(int((yt == c).sum()), generator=g)[:per_class]]
-                         for c in range(10)])
-        vals.append(metrics.kid(xt[idx], xh))
-    v = torch.tensor(vals, dtype=torch.float64)
-    return dict(mean=float(v.mean()), std=float(v.std()), rounds=rounds, subset=10 * per_class,
-                full_train=metrics.kid(xt, xh))
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(shipped_model_path("digits16")))
@@ -58,7 +43,8 @@ def main(argv=None):
     labels = torch.arange(10).repeat_interleave(a.per_class)
     res = dict(benchmark="digits_model_quality", model=os.path.relpath(a.model), steps=a.steps,
                per_class=a.per_class, seed=a.seed, sampler="reference (DDIM, eta 0)", rows=[],
-               train_vs_heldout_kid=train_floor(a.per_class))
+               train_vs_heldout_kid=dict(**metrics.digits_kid_floor(a.per_class),
+                                         full_train=metrics.kid(*(digits_split()[k][0] for k in ("train", "heldout")))))
     for clip in ([True] if a.no_unclipped else [True, False]):
         prior = dl.priors.UNetPrior.from_pretrained(a.model, null_label=DIGITS_NULL_LABEL,
                                                     **({} if clip else dict(clip_sample=False)))

@@ -25,6 +25,10 @@ Feature extractors (``features=``):
 ``sum |x[i+1, j] - x[i, j]| + |x[i, j+1] - x[i, j]|`` of each image; a sample whose TV lies above the 99th
 percentile of the training digits' TV (107.5 for the 16x16 digits in ``[-1, 1]``; median 89) has more
 pixel-to-pixel jitter than any but the noisiest 1 % of real digits: :func:`noise_textured_fraction`.
+TV also grows with contrast: a clean but bold, saturated stroke (guided samples of a "0") can cross that
+line with no noise at all. :func:`second_variation` sums absolute *second* differences instead, which a
+smooth stroke keeps small and pixel noise makes large; ``noise_textured_fraction(..., measure="second")``
+flags samples above the real digits' 99th percentile of it (the "static" figure of the quality report).
 
 **Accuracy**: :func:`heldout_digit_classifier` is an RBF support-vector classifier trained on the held-out
 20 % of the digits (:func:`diffrep_lite.data.digits_split`), so it never saw the images the shipped
@@ -40,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["polynomial_kernel", "mmd2_unbiased", "kid", "kid_subsets", "diversity", "total_variation",
-           "noise_textured_fraction", "heldout_digit_classifier", "digits_quality", "DigitsFeatureNet", "digits_features",
+           "second_variation", "noise_textured_fraction", "heldout_digit_classifier", "digits_quality", "digits_kid_floor", "DigitsFeatureNet", "digits_features",
            "inception_features", "get_features"]
 
 
@@ -132,18 +136,35 @@ def total_variation(x) -> torch.Tensor:
             + (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).sum(1))
 
 
-def noise_textured_fraction(x, reference, quantile: float = 0.99) -> float:
-    """Share of images in ``x`` whose :func:`total_variation` exceeds the ``quantile`` of ``reference``'s.
+def second_variation(x) -> torch.Tensor:
+    """Sum of absolute second differences along rows and columns of each image of ``x`` ``[N, C, H, W]``:
+    ``sum |x[i+1, j] - 2 x[i, j] + x[i-1, j]| + |x[i, j+1] - 2 x[i, j] + x[i, j-1]|``, a ``[N]`` tensor (float64)."""
+    x = torch.as_tensor(x).detach().to("cpu", torch.float64)
+    if x.ndim != 4:
+        raise ValueError(f"x must be images [N, C, H, W], got shape {list(x.shape)}")
+    return ((x[..., 2:, :] - 2 * x[..., 1:-1, :] + x[..., :-2, :]).abs().flatten(1).sum(1)
+            + (x[..., :, 2:] - 2 * x[..., :, 1:-1] + x[..., :, :-2]).abs().flatten(1).sum(1))
+
+
+_ROUGHNESS = {"tv": total_variation, "second": second_variation}
+
+
+def noise_textured_fraction(x, reference, quantile: float = 0.99, measure: str = "tv") -> float:
+    """Share of images in ``x`` whose roughness exceeds the ``quantile`` of ``reference``'s.
 
     Args:
         x: samples ``[N, C, H, W]`` (clamped to ``[-1, 1]`` first, as they are displayed).
         reference: real images ``[M, C, H, W]`` (e.g. the training digits) setting the threshold.
-        quantile: in ``(0, 1)``; 0.99 flags samples noisier than the noisiest 1 % of real images.
+        quantile: in ``(0, 1)``; 0.99 flags samples rougher than the roughest 1 % of real images.
+        measure: ``"tv"`` (:func:`total_variation`) or ``"second"`` (:func:`second_variation`).
     """
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
-    thr = total_variation(reference).quantile(quantile)
-    return float((total_variation(torch.as_tensor(x).clamp(-1, 1)) > thr).double().mean())
+    if measure not in _ROUGHNESS:
+        raise ValueError(f"measure must be one of {sorted(_ROUGHNESS)}, got {measure!r}")
+    rough = _ROUGHNESS[measure]
+    thr = rough(reference).quantile(quantile)
+    return float((rough(torch.as_tensor(x).clamp(-1, 1)) > thr).double().mean())
 
 
 @lru_cache(maxsize=None)
@@ -174,8 +195,9 @@ def digits_quality(x, labels) -> dict:
 
     Returns:
         ``accuracy`` (share the :func:`heldout_digit_classifier` labels as requested), ``noise_textured``
-        (:func:`noise_textured_fraction` against the training split), ``kid_heldout`` (KID with the
-        shipped features against the held-out split), ``diversity``.
+        (:func:`noise_textured_fraction` with total variation, against the training split), ``static`` (the
+        same with :func:`second_variation`), ``kid_heldout`` (KID with the shipped features against the
+        held-out split), ``diversity``.
     """
     from .data import digits_split
 
@@ -186,7 +208,36 @@ def digits_quality(x, labels) -> dict:
     split = digits_split()
     return dict(accuracy=float((heldout_digit_classifier()(x) == labels).double().mean()),
                 noise_textured=noise_textured_fraction(x, split["train"][0]),
+                static=noise_textured_fraction(x, split["train"][0], measure="second"),
                 kid_heldout=kid(x, split["heldout"][0]), diversity=diversity(x))
+
+
+def digits_kid_floor(per_class: int = 20, rounds: int = 20, seed: int = 0) -> dict:
+    """The KID a perfect digits model would score in :func:`digits_quality`: stratified subsets of the
+    *training* split (``per_class`` images of each digit, like a class-balanced sample set) against the
+    held-out split, over ``rounds`` random subsets.
+
+    It is negative (about -0.018 for 20 per class): the unbiased estimator assumes i.i.d. draws, and a
+    class-balanced set has fewer same-class pairs than i.i.d. draws would, so its within-set kernel mean is
+    lower. Compare a model's KID with this floor, not with 0.
+
+    Returns:
+        ``{"mean", "std", "rounds", "subset"}``.
+    """
+    from .data import digits_split
+
+    split = digits_split()
+    (xt, yt), (xh, _) = split["train"], split["heldout"]
+    g = torch.Generator().manual_seed(seed)
+    fe = digits_features()
+    fh = _featurise(fe, xh, 256)
+    vals = []
+    for _ in range(rounds):
+        idx = torch.cat([(yt == c).nonzero().flatten()[torch.randperm(int((yt == c).sum()), generator=g)[:per_class]]
+                         for c in range(10)])
+        vals.append(mmd2_unbiased(_featurise(fe, xt[idx], 256), fh))
+    v = torch.tensor(vals, dtype=torch.float64)
+    return dict(mean=float(v.mean()), std=float(v.std()) if rounds > 1 else 0.0, rounds=rounds, subset=10 * per_class)
 
 
 def _featurise(fe, x, batch_size):
