@@ -32,11 +32,12 @@ def grid(nfe: int, big: int) -> list[tuple[str, int, dict]]:
     """(method, kwargs) settings: learning rates x optimisers x steps for SJC/SDS; SDI's inversion steps,
     t-range and learning rate with its step count chosen to spend about ``nfe`` evaluations."""
     out = []
-    for steps, lr, opt in itertools.product((nfe, big), (1e-3, 3e-3, 1e-2, 3e-2), ("adam", "adamax")):
+    lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+    for steps, lr, opt in itertools.product((nfe, big), lrs, ("adam", "adamax")):
         out.append(("sjc", steps, dict(steps=steps, lr=lr, optimizer=opt)))
-    for steps, lr, tr in itertools.product((nfe, big), (1e-3, 3e-3, 1e-2, 3e-2), ((0.02, 0.98), (0.02, 0.6))):
+    for steps, lr, tr in itertools.product((nfe, big), lrs, ((0.02, 0.98), (0.02, 0.6))):
         out.append(("sds", steps, dict(steps=steps, lr=lr, t_range=tr)))
-    for budget, inv, lr, tr in itertools.product((nfe, big), (1, 3), (3e-3, 1e-2, 3e-2), ((0.2, 0.98), (0.05, 0.98))):
+    for budget, inv, lr, tr in itertools.product((nfe, big), (1, 3), lrs, ((0.2, 0.98), (0.05, 0.98))):
         # SDI spends 1 + max(1, int(inv * t)) evaluations per step (t decays linearly over t_range)
         per = 1 + sum(max(1, int(inv * (tr[1] + (tr[0] - tr[1]) * k / 99))) for k in range(100)) / 100
         out.append(("sdi", budget, dict(steps=max(2, round(budget / per)), lr=lr, t_range=tr, inversion_steps=inv)))
@@ -53,6 +54,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", nargs="+", default=["sjc", "sds", "sdi"])
     ap.add_argument("--out", default=None)
+    ap.add_argument("--resume", default=None, help="a JSON written by an earlier run: its rows are kept, not re-run")
     a = ap.parse_args(argv)
     prior = dl.priors.load_digits_prior()
     rep = SirenImage(16, 1, hidden=64, hidden_layers=2)
@@ -60,8 +62,14 @@ def main(argv=None):
     fref = feats(dl.sample("reference", prior, None, steps=50, n=64, seed=1000, cond=a.label, guidance_scale=a.cfg,
                            progress=False).x[:, 0])
     rows = []
+    if a.resume:
+        with open(a.resume) as f:
+            rows = json.load(f)["rows"]
+    done = {json.dumps([r["method"], {k: r[k] for k in sorted(r) if k in ("steps", "lr", "optimizer", "t_range",
+                                                                           "inversion_steps")}]) for r in rows}
     for m, budget, kw in grid(a.nfe, a.big):
-        if m not in a.methods:
+        key = json.dumps([m, {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(kw.items())}])
+        if m not in a.methods or key in done:
             continue
         t0 = time.perf_counter()
         out = dl.sample(m, prior, rep, n=a.n, seed=a.seed, cond=a.label, guidance_scale=a.cfg, progress=False, **kw)
