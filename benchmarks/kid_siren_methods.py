@@ -1,6 +1,7 @@
 """Issue 3's KID question: are DDR SIREN samples from the shipped digits model closer (KID) to the model's
 own DDIM samples than SJC's and SDS's at classifier-free guidance 3? Prints JSON (KID and diversity per
-method and seed set, notebook 03's settings: DDR with 3 Gauss-Newton fits of 8 CG iterations per level).
+method and seed set, notebook 03's settings at 30 NFE: DDR with 6 Gauss-Newton fits of 4 CG iterations per level,
+SJC and SDS at their best settings from benchmarks/sweep_peers_siren.py).
 tests/test_unet_prior.py asserts the ordering on seed 0; this script checks it on several seed sets:
 `python benchmarks/kid_siren_methods.py [--seeds 0 1 2]`.
 """
@@ -12,8 +13,9 @@ from diffrep_lite import metrics
 from diffrep_lite.diffreps import SirenImage
 
 CFG, LABEL, N = 3.0, 3, 16
-RUNS = {"ddr": dict(steps=20, solver="cg", solver_iters=8, fit_iters=3),
-        "sjc": dict(steps=60, lr=1e-3), "sds": dict(steps=60, lr=1e-3), "reference": dict(steps=20)}
+RUNS = {"ddr": dict(steps=30, solver="cg", solver_iters=4, fit_iters=6),
+        "sjc": dict(steps=30, lr=1e-3, optimizer="adamax"), "sds": dict(steps=30, lr=1e-3),
+        "reference": dict(steps=30)}
 
 
 def main(argv=None):

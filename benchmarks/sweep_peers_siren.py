@@ -30,7 +30,8 @@ from diffrep_lite.diffreps import SirenImage  # noqa: E402
 
 def grid(nfe: int, big: int) -> list[tuple[str, int, dict]]:
     """(method, kwargs) settings: learning rates x optimisers x steps for SJC/SDS; SDI's inversion steps,
-    t-range and learning rate with its step count chosen to spend about ``nfe`` evaluations."""
+    t-range, learning rate and inversion guidance (SDI's mirrored ``-s`` or plain) with its step count chosen to spend
+    about ``nfe`` evaluations."""
     out = []
     lrs = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
     for steps, lr, opt in itertools.product((nfe, big), lrs, ("adam", "adamax")):
@@ -41,6 +42,10 @@ def grid(nfe: int, big: int) -> list[tuple[str, int, dict]]:
         # SDI spends 1 + max(1, int(inv * t)) evaluations per step (t decays linearly over t_range)
         per = 1 + sum(max(1, int(inv * (tr[1] + (tr[0] - tr[1]) * k / 99))) for k in range(100)) / 100
         out.append(("sdi", budget, dict(steps=max(2, round(budget / per)), lr=lr, t_range=tr, inversion_steps=inv)))
+    # SDI's default inverts with the mirrored guidance scale (-s); plain (conditional, unguided) inversion too
+    for budget, lr in itertools.product((nfe, big), (3e-4, 1e-3, 3e-3)):
+        out.append(("sdi", budget, dict(steps=max(2, round(budget / 2)), lr=lr, t_range=(0.2, 0.98), inversion_steps=1,
+                                        inversion_guidance_scale=None)))
     return out
 
 
@@ -66,7 +71,7 @@ def main(argv=None):
         with open(a.resume) as f:
             rows = json.load(f)["rows"]
     done = {json.dumps([r["method"], {k: r[k] for k in sorted(r) if k in ("steps", "lr", "optimizer", "t_range",
-                                                                           "inversion_steps")}]) for r in rows}
+                                                                           "inversion_steps", "inversion_guidance_scale")}]) for r in rows}
     for m, budget, kw in grid(a.nfe, a.big):
         key = json.dumps([m, {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(kw.items())}])
         if m not in a.methods or key in done:
