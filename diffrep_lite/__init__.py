@@ -12,8 +12,8 @@ Quick start::
     out.x  # [1000, 1, 2] renders f(theta), distributed like the prior
 """
 from . import diffreps, priors, pullback, samplers, testing
-from .samplers import METHODS, SampleResult, sample
+from .samplers import METHODS, DivergenceError, SampleResult, sample
 from .schedule import Schedule
 
 __version__ = "0.1.0"
-__all__ = ["sample", "METHODS", "SampleResult", "Schedule", "priors", "diffreps", "pullback", "samplers", "testing"]
+__all__ = ["sample", "METHODS", "SampleResult", "DivergenceError", "Schedule", "priors", "diffreps", "pullback", "samplers", "testing"]

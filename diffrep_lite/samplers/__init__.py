@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from .common import SampleResult
+from .common import DivergenceError, SampleResult
 from .ddr import ddr
 from .distill import sds, sjc
 from .reference import reference
@@ -36,4 +36,4 @@ def sample(method: str, prior, diffrep=None, **kwargs) -> SampleResult:
     return METHODS[method](prior, diffrep, **kwargs)
 
 
-__all__ = ["sample", "METHODS", "SampleResult", "reference", "ddr", "sjc", "sds", "sdi"]
+__all__ = ["sample", "METHODS", "SampleResult", "DivergenceError", "reference", "ddr", "sjc", "sds", "sdi"]

@@ -17,7 +17,14 @@ __all__ = ["save_checkpoint", "load_checkpoint"]
 
 def save_checkpoint(path, *, method: str, step: int, steps: int, params: dict, eps: torch.Tensor,
                     generator: torch.Generator, **extra) -> None:
-    """Write the sampler state after ``step`` completed levels to ``path`` (tensors moved to the CPU)."""
+    """Write the sampler state after ``step`` completed levels to ``path`` (tensors moved to the CPU).
+
+    Raises:
+        ValueError: ``params`` or ``eps`` hold NaN or inf (the file on disk, if any, is left as it was).
+    """
+    for name, t in [*((f"params[{k!r}]", v) for k, v in params.items()), ("eps", eps)]:
+        if not torch.isfinite(t).all():
+            raise ValueError(f"save_checkpoint: {name} holds NaN or inf; the checkpoint at {str(path)!r} is kept")
     state = {"method": method, "step": int(step), "steps": int(steps),
              "params": {k: t.detach().cpu() for k, t in params.items()}, "eps": eps.detach().cpu(),
              "generator": generator.get_state(), **extra}

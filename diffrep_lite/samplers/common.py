@@ -12,7 +12,49 @@ from ..diffreps.base import Diffrep, check_params
 from ..priors.base import Prior, check_guidance
 from ..schedule import _check_steps
 
-__all__ = ["SampleResult", "Setup", "setup", "prior_eps", "progress_range", "check_progress"]
+__all__ = ["SampleResult", "Setup", "setup", "prior_eps", "progress_range", "check_progress", "DivergenceError",
+           "check_finite"]
+
+
+class DivergenceError(FloatingPointError):
+    """A sampler's render, parameters or increment became NaN or infinite.
+
+    Raised as soon as it happens (not at the end of a long run); the message names the method, the step
+    or level, the noise level ``sigma`` and the setting most likely at fault. A checkpointed run keeps its
+    last (finite) checkpoint."""
+
+
+def _fmt_sigma(sigma) -> str:
+    if isinstance(sigma, torch.Tensor):
+        sig = sigma.detach().flatten().double().cpu()
+        if sig.numel() == 1 or float(sig.min()) == float(sig.max()):
+            return f"{float(sig.flatten()[0]):.4g}"
+        return f"{float(sig.min()):.4g} .. {float(sig.max()):.4g} (one per sample)"
+    return f"{float(sigma):.4g}"
+
+
+def check_finite(method: str, where: str, sigma, hint: str, **tensors) -> None:
+    """Raise :class:`DivergenceError` if any of ``tensors`` (tensors or dicts of tensors) holds NaN or inf.
+
+    One host synchronisation for all of them. ``where`` says when (``"step 12"``, ``"level 3, fit 2"``),
+    ``hint`` what to change; the message names the first non-finite entry (``render``, ``params['w']`` ...).
+    """
+    names, flags = [], []
+    for name, t in tensors.items():
+        if isinstance(t, dict):
+            for k, v in t.items():
+                names.append(f"{name}[{k!r}]")
+                flags.append(torch.isfinite(v).all())
+        elif t is not None:
+            names.append(name)
+            flags.append(torch.isfinite(t).all())
+    ok = torch.stack(flags).tolist()
+    if all(ok):
+        return
+    bad = [n for n, f in zip(names, ok) if not f]
+    what = ", ".join(bad[:3]) + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
+    raise DivergenceError(f"{method}: non-finite {what} at {where} (sigma = {_fmt_sigma(sigma)}); "
+                          f"the run diverged. Most likely cause: {hint}")
 
 
 @dataclass

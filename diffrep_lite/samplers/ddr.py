@@ -31,7 +31,8 @@ import torch
 from ..pullback import SOLVERS, solve
 from ..schedule import renoise_coefficient
 from .checkpoint import load_checkpoint, save_checkpoint
-from .common import (SampleResult, bcast, check_callback, check_choice, check_positive, check_progress,
+from .common import (DivergenceError, SampleResult, bcast, check_callback, check_choice, check_finite, check_positive,
+                     check_progress,
                      nfe_multiplier, _check_int, draw_view_noise, init_state, prior_eps, progress_range, setup)
 
 #: The two discretisations of the pulled-back ODE (see the module docstring and the book's pull-back chapter).
@@ -175,6 +176,25 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         f = render(params)
     trace = {"sigmas": sigmas, **({"x": [f.detach().cpu()]} if return_trace else {})}
 
+    solver_hint = {
+        "gd": f"solver_lr (the 'gd' step size, now {solver_lr:g}) is too large: lower it, or use solver='cg', "
+              "which needs no step size",
+        "adam": f"solver_lr (the inner Adam learning rate, now {solver_lr:g}) is too large: lower it",
+        "cg": f"an ill-conditioned pull-back: raise damping (now {damping:g}) or lower solver_iters (now {solver_iters})",
+        "dense": f"an ill-conditioned pull-back: raise damping (now {damping:g})",
+    }[solver]
+    prior_hint = ("the prior returned a non-finite eps_hat for finite views: check the prior and "
+                  f"guidance_scale={guidance_scale!r}")
+
+    def guard(where, sig, hint, **tensors):
+        try:
+            check_finite("ddr", where, sig, hint, **tensors)
+        except DivergenceError as e:
+            if checkpoint_path is not None and last_saved > start:
+                raise DivergenceError(f"{e}. The last checkpoint, written after level {last_saved} with finite "
+                                      f"values, is kept at {str(checkpoint_path)!r}") from None
+            raise
+
     levels = progress_range(steps, progress, "DDR")  # the bar counts finished levels
     levels.update(start)
     evals, last_saved = 0, start
@@ -188,21 +208,26 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                     f = render(params)
             for i in block:
                 sig, sig_next = float(sigmas[i]), float(sigmas[i + 1])
+                where = f"level {i}" + (f" (RePaint repeat {u + 1} of {repaint_iters})" if repaint_iters > 1 else "")
                 eh = prior_eps(s, f + sig * eps, sig)
+                guard(where, sig, prior_hint, eps_hat=eh)
                 evals += 1
                 if convention == "B":
                     x0 = f + sig * (eps - eh)
-                    for _ in range(fit_iters):
+                    for fit in range(fit_iters):
                         d = solve(render, params, x0 - f, **solver_kw)
                         params = {k: params[k] + d[k] for k in params}
                         with torch.no_grad():
                             f = render(params)
+                        guard(where + (f", fit {fit + 1} of {fit_iters}" if fit_iters > 1 else ""), sig, solver_hint,
+                              increment=d, params=params, render=f)
                     eps = eh
                 else:
                     d = solve(render, params, (sig_next - sig) * (eh - eps), **solver_kw)
                     params = {k: params[k] + d[k] for k in params}
                     with torch.no_grad():
                         f = render(params)
+                    guard(where, sig, solver_hint, increment=d, params=params, render=f)
                 if u == repaint_iters - 1:
                     levels.update(1)
                     if return_trace:

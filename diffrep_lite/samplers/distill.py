@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from ..schedule import sigma_to_alpha_bar
-from .common import (check_t_range, SampleResult, check_callback, check_choice, check_positive, check_progress, init_state,
-                     nfe_multiplier, prior_eps, progress_range, setup, bcast)
+from .common import (check_t_range, SampleResult, check_callback, check_choice, check_finite, check_positive,
+                     check_progress, init_state, nfe_multiplier, prior_eps, progress_range, setup, bcast)
 
 #: Optimiser name -> ``torch.optim`` class, for ``optimizer=`` of :func:`sjc` and :func:`sds`.
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
@@ -33,30 +33,47 @@ def _check_optimiser_args(optimizer, lr, callback, progress):
 
 
 def _optimise(s, diffrep, params, steps, optimizer, lr, direction, progress, callback, desc, return_trace):
-    """Shared loop: ``direction(step, f)`` returns the image-space ascent direction ``g`` ``[n, V, ...]``;
-    the optimiser gets the gradient ``-J^T g``."""
+    """Shared loop: ``direction(step, f)`` returns ``(g, sigma)``, the image-space ascent direction ``g``
+    ``[n, V, ...]`` at the current render ``f`` and the noise level it used; the optimiser gets the gradient
+    ``-J^T g``.
+
+    One render per step: the render that gives the direction also carries the graph for ``J^T g``. The
+    render after step ``i`` is the one step ``i + 1`` starts from, so ``callback(i, ...)``, the trace and the
+    divergence check of step ``i`` run once it exists (the last step's after one final render).
+    """
     _check_optimiser_args(optimizer, lr, callback, progress)
+    method = desc.lower()
     leaves = {k: t.detach().clone().requires_grad_(True) for k, t in params.items()}
     opt = OPTIMIZERS[optimizer](list(leaves.values()), lr=lr)
     trace = {"x": []} if return_trace else {}
-    with torch.no_grad():
-        f = diffrep.render(leaves)
-    if return_trace:
-        trace["x"].append(f.cpu())
-    for i in progress_range(steps, progress, desc):
-        g = direction(i, f.detach())
-        opt.zero_grad(set_to_none=True)
-        f = diffrep.render(leaves)
-        (-(f * g).sum()).backward()
-        opt.step()
-        f = f.detach()
+    hint = f"lr (the {optimizer} learning rate, now {lr:g}) is too large: lower it"
+    sigma = float("nan")
+
+    def after_step(i, f):
+        check_finite(method, f"step {i}", sigma, hint, render=f, params=leaves)
         if return_trace:
-            trace["x"].append(diffrep.render(leaves).detach().cpu())
+            trace["x"].append(f.cpu())
         if callback is not None:
             callback(i, {"params": leaves, "x": f})
+
+    for i in progress_range(steps, progress, desc):
+        opt.zero_grad(set_to_none=True)
+        f = diffrep.render(leaves)
+        fd = f.detach()
+        if i == 0:
+            if return_trace:
+                trace["x"].append(fd.cpu())
+        else:
+            after_step(i - 1, fd)
+        g, sigma = direction(i, fd)
+        check_finite(method, f"step {i}", sigma, "the prior returned a non-finite prediction for a finite render: "
+                     f"check the prior and guidance_scale={s.guidance_scale!r}", direction=g)
+        (-(f * g).sum()).backward()
+        opt.step()
     params = {k: t.detach() for k, t in leaves.items()}
     with torch.no_grad():
         f = diffrep.render(params)
+    after_step(steps - 1, f)
     return params, f, trace
 
 
@@ -96,7 +113,7 @@ def sjc(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         noise = torch.randn(f.shape, generator=s.generator, dtype=f.dtype, device=f.device)
         z = f + bcast(sig, f) * noise
         D = z - bcast(sig, f) * prior_eps(s, z, sig)
-        return (D - (f if paas else z)) / bcast(sig, f)
+        return (D - (f if paas else z)) / bcast(sig, f), sig
 
     params, f, trace = _optimise(s, diffrep, params, steps, optimizer, lr, direction, progress, callback,
                                  "SJC", return_trace)
@@ -132,7 +149,7 @@ def sds(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         noise = torch.randn(f.shape, generator=s.generator, dtype=f.dtype, device=f.device)
         eh = prior_eps(s, f + bcast(sig, f) * noise, sig)
         w = (1 - sigma_to_alpha_bar(sig).to(f.dtype)) if weighting == "sds" else torch.ones_like(sig)
-        return -bcast(w, f) * (eh - noise)
+        return -bcast(w, f) * (eh - noise), sig
 
     params, f, trace = _optimise(s, diffrep, params, steps, optimizer, lr, direction, progress, callback,
                                  "SDS", return_trace)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from ..schedule import renoise_coefficient
-from .common import SampleResult, check_callback, check_progress, nfe_multiplier, prior_eps, progress_range, setup
+from .common import (SampleResult, check_callback, check_finite, check_progress, nfe_multiplier, prior_eps,
+                     progress_range, setup)
 
 __all__ = ["reference"]
 
@@ -56,6 +57,8 @@ def reference(prior, diffrep=None, *, steps: int = 50, n: int | None = None, see
     for i in progress_range(steps, progress, "reference DDIM"):
         sig, sig_next = float(sigmas[i]), float(sigmas[i + 1])
         eh = prior_eps(s, x, sig)
+        check_finite("reference", f"step {i}", sig, "the prior returned a non-finite eps_hat for finite inputs: "
+                     f"check the prior and guidance_scale={guidance_scale!r}", eps_hat=eh)
         x0 = x - sig * eh
         c = renoise_coefficient(sig_next, sig, eta)
         noise = eh if c == 1.0 else c * eh + (1 - c * c) ** 0.5 * torch.randn(

@@ -187,7 +187,7 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         kappa = (x_inv - f) / float(grid[-1])
         sig = float(sched.sigmas[tick])
         eh = prior_eps(s, f + sig * kappa, sig)
-        return sig * (kappa - eh)  # x0_hat - f: the descent direction of 1/2 ||f - sg(x0_hat)||^2
+        return sig * (kappa - eh), sig  # x0_hat - f: the descent direction of 1/2 ||f - sg(x0_hat)||^2
 
     params, f, trace = _optimise(s, diffrep, params, steps, optimizer, lr, direction, progress, callback, "SDI",
                                  return_trace)
