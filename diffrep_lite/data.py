@@ -1,9 +1,14 @@
-"""Small image data sets that ship inside PyPI packages (no download).
+"""Small data sets that need no download: bundled with a PyPI package, or procedural.
 
 ``load_digits16`` gives scikit-learn's bundled handwritten digits (1797 images of 8x8, values 0..16,
 ten classes) upsampled to 16x16 and scaled to ``[-1, 1]``: the training data of the shipped model
 (:func:`diffrep_lite.priors.load_digits_prior`). scikit-learn is imported lazily (it is in the
 ``notebooks`` extra, not a hard dependency).
+
+``toy_objects`` renders procedural 3-D creatures (a body, a face on the front, a tail on the back) with the
+package's own voxel renderer from a ring of azimuth bins: the training data of the shipped view-conditioned
+model (:func:`diffrep_lite.priors.load_objects_prior`). ``blob_scenes`` makes the random blob scenes of the
+exact 3-D toy prior (:func:`diffrep_lite.priors.scene_mixture`). Both are deterministic in their seed.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["load_digits16", "upsample_digits", "digits_split", "object_cameras", "toy_object_params",
-           "object_renderer", "toy_objects", "objects_split"]
+           "object_renderer", "toy_objects", "objects_split", "blob_scenes"]
 
 
 def upsample_digits(images, size: int = 16) -> torch.Tensor:
@@ -202,3 +207,35 @@ def objects_split(n_train: int = 2048, n_heldout: int = 256, *, bins: int = OBJE
     """
     return {"train": toy_objects(n_train, seed, bins=bins, resolution=resolution),
             "heldout": toy_objects(n_heldout, seed, start=10**6, bins=bins, resolution=resolution)}
+
+
+# ----------------------------------------------------------------------------------------------- blob scenes
+def blob_scenes(k: int, grid: int, *, n_blobs: int = 3, channels: int = 3, bbox_half: float = 1.0,
+                peak_density: float = 30.0, radius=(0.2, 0.35), density_shift: float = -1.0,
+                colour_range=(-1.0, 1.0), generator: torch.Generator | None = None, dtype=torch.float32):
+    """``k`` random scenes of ``n_blobs`` coloured soft balls each, as :class:`~diffrep_lite.diffreps.VoxelNeRF`
+    parameters on a ``grid^3`` voxel grid (``{"density": [k, 1, G, G, G], "features": [k, C, G, G, G]}``).
+
+    Ball ``b`` has centre ``c_b`` (inside ``0.5 * bbox_half``), radius ``r_b`` in ``radius`` and a colour in
+    ``colour_range``; the density is ``peak_density * sum_b exp(-|x - c_b|^2 / (2 (r_b/2)^2))`` smoothed to a
+    ball, stored as raw values ``d = softplus^{-1}(sigma) - density_shift`` so the renderer reproduces it.
+    Features are the density-weighted mean colour of the balls.
+    """
+    from .diffreps.nerf import inverse_softplus, voxel_positions
+
+    g = generator
+    pos = voxel_positions(grid, bbox_half, dtype=torch.float64)  # [G, G, G, 3]
+    dens, feats = [], []
+    for _ in range(k):
+        centres = (torch.rand(n_blobs, 3, generator=g, dtype=torch.float64) * 2 - 1) * 0.5 * bbox_half
+        radii = radius[0] + (radius[1] - radius[0]) * torch.rand(n_blobs, generator=g, dtype=torch.float64)
+        radii = radii * bbox_half
+        lo, hi = colour_range
+        cols = lo + (hi - lo) * torch.rand(n_blobs, channels, generator=g, dtype=torch.float64)
+        dist = (pos[..., None, :] - centres).norm(dim=-1)  # [G, G, G, n_blobs]
+        w = torch.sigmoid((radii - dist) / (0.25 * radii))  # soft balls
+        sigma = peak_density * w.sum(-1)
+        col = (w[..., None] * cols).sum(-2) / (w.sum(-1, keepdim=True) + 1e-6)
+        dens.append(inverse_softplus(sigma.clamp_min(1e-4)) - density_shift)
+        feats.append(col.permute(3, 0, 1, 2))
+    return {"density": torch.stack(dens)[:, None].to(dtype), "features": torch.stack(feats).to(dtype)}
