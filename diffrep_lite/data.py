@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["load_digits16", "upsample_digits", "digits_split", "object_cameras", "toy_object_params",
-           "object_renderer", "toy_objects", "objects_split", "blob_scenes"]
+           "object_renderer", "toy_objects", "objects_split", "blob_scenes",
+           "toy_object_attributes", "OBJECT_ATTRIBUTES"]
 
 
 def upsample_digits(images, size: int = 16) -> torch.Tensor:
@@ -106,6 +107,35 @@ def _hsv_to_rgb(h, s, v):
     return v[..., None] - (v * s)[..., None] * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
+def _object_draws(seed: int, i: int) -> torch.Tensor:
+    """The 12 uniform numbers that define toy object ``i`` of ``seed`` (its own generator)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i))
+    return torch.rand(12, generator=g, dtype=torch.float64)
+
+
+def _object_body(u):
+    ax, ay, az = 0.38 + 0.12 * u[0], 0.26 + 0.1 * u[1], 0.26 + 0.14 * u[2]  # body semi-axes
+    cz = -0.15 + 0.1 * u[3]  # body centre height
+    body_c = _hsv_to_rgb((0.2 + 0.85 * u[4]) % 1.0, 0.55 + 0.4 * u[5], 0.4 + 0.35 * u[6]) * 2 - 1
+    return ax, ay, az, cz, body_c
+
+
+#: Names of the columns of :func:`toy_object_attributes`.
+OBJECT_ATTRIBUTES = ("body_r", "body_g", "body_b", "length", "width", "height", "centre_z", "ears")
+
+
+def toy_object_attributes(n: int, seed: int = 0, *, start: int = 0) -> torch.Tensor:
+    """The generating attributes of toy objects ``start .. start+n-1`` of ``seed``: ``[n, 8]`` float32, columns
+    :data:`OBJECT_ATTRIBUTES` (body colour in ``[-1, 1]``, body semi-axes, body centre height, ears 0/1). The
+    azimuth classifier of :mod:`diffrep_lite.consistency` also regresses these, so its features see appearance."""
+    rows = []
+    for i in range(start, start + n):
+        u = _object_draws(seed, i)
+        ax, ay, az, cz, body_c = _object_body(u)
+        rows.append(torch.cat([body_c, torch.stack([ax, ay, az, cz]), (u[10] < 0.5).double()[None]]))
+    return torch.stack(rows).float()
+
+
 def toy_object_params(n: int, seed: int = 0, *, start: int = 0, grid: int = OBJECT_GRID, peak_density: float = 40.0,
                       density_shift: float = -1.0, dtype=torch.float32) -> dict[str, torch.Tensor]:
     """``n`` procedural 3-D objects as :class:`~diffrep_lite.diffreps.VoxelNeRF` parameters (RGB features in
@@ -136,11 +166,8 @@ def toy_object_params(n: int, seed: int = 0, *, start: int = 0, grid: int = OBJE
     tail_c = torch.tensor(TAIL_COLOUR, dtype=torch.float64)
     dens, feats = [], []
     for i in range(start, start + n):
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
-        u = torch.rand(12, generator=g, dtype=torch.float64)
-        ax, ay, az = 0.38 + 0.12 * u[0], 0.26 + 0.1 * u[1], 0.26 + 0.14 * u[2]  # body semi-axes
-        cz = -0.15 + 0.1 * u[3]  # body centre height
-        body_c = _hsv_to_rgb((0.2 + 0.85 * u[4]) % 1.0, 0.55 + 0.4 * u[5], 0.4 + 0.35 * u[6]) * 2 - 1
+        u = _object_draws(seed, i)
+        ax, ay, az, cz, body_c = _object_body(u)
         fr = 0.16 + 0.04 * u[7]  # face disc radius
         fz = cz + (0.05 + 0.15 * u[8]) * az  # face height on the front
         tr = 0.11 + 0.05 * u[9]

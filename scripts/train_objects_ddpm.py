@@ -7,7 +7,7 @@ the same machine/torch version gives the same weights. Logs the loss and the wal
 Data: ``diffrep_lite.data.objects_split`` -- procedural creatures (a body, a yellow face on the front, a black
 tail on the back) rendered by the package's own voxel renderer from 8 azimuth bins at 20 degrees elevation;
 the training split only (the held-out objects are kept for evaluation).
-Model: diffusers ``UNet2DModel`` (block channels 32/64/64, one attention level) with ``num_class_embeds =
+Model: diffusers ``UNet2DModel`` (block channels 32/64/64, no attention: 25 % cheaper on a CPU) with ``num_class_embeds =
 bins + 1``: labels ``0 .. bins-1`` are the azimuth bins, label ``bins`` is the *null* label used for
 classifier-free guidance (training drops each label to it with probability ``--p-uncond``).
 Schedule: Stable Diffusion's, as the shipped digits model: ``DDPMScheduler`` with 1000 ``scaled_linear`` ticks,
@@ -18,7 +18,7 @@ exponential moving average (EMA) of the parameters.
 Usage::
 
     PYTHONPATH=. nohup python scripts/train_objects_ddpm.py --out diffrep_lite/models/objects16 \
-        --steps 4000 --threads 1 --save-every 500 > train_objects.log 2>&1 &
+        --steps 2000 --threads 1 --save-every 250 > train_objects.log 2>&1 &
 
 Writes ``OUT/config.json`` + ``OUT/diffusion_pytorch_model.safetensors`` (the EMA UNet, via
 ``save_pretrained``), ``OUT/scheduler_config.json``, ``OUT/diffrep_lite.json`` (null label, class names) and
@@ -51,8 +51,8 @@ def build_unet(bins: int = OBJECT_BINS, size: int = 16):
         out_channels=3,
         layers_per_block=1,
         block_out_channels=(32, 64, 64),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
         num_class_embeds=bins + 1,
     )
 
@@ -68,8 +68,8 @@ def save(unet, sched, out, bins):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output directory (created)")
-    p.add_argument("--steps", type=int, default=4000, help="optimiser steps")
-    p.add_argument("--n-train", type=int, default=4096, help="training objects (x bins views each)")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
+    p.add_argument("--n-train", type=int, default=2048, help="training objects (x bins views each)")
     p.add_argument("--bins", type=int, default=OBJECT_BINS)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
