@@ -245,7 +245,8 @@ class VoxelNeRF(Diffrep):
         density_shift: ``sigma = softplus(d + density_shift)`` (SJC: ``-1``).
         output: ``"raw"`` (colours = features, e.g. latents) or ``"sigmoid"`` (RGB in ``[0, 1]``).
         background: a float or ``C`` floats (a fixed colour, in output space), or ``"learned"``.
-        view_conds: what :meth:`view_conds` returns: ``None``, ``"index"`` (the camera index, for
+        view_conds: what :meth:`view_conds` returns: ``None``, a list of one condition per camera (e.g. the
+            azimuth bin of each camera for a view-conditioned model), ``"index"`` (the camera index, for
             view-conditioned priors) or ``"prompt"`` (``"front view"``... suffixes for text priors).
         init_density, init_features: raw values of the initial grids (``init_features=None``: ``N(0, 1)``
             features as SJC; a float: constant features).
@@ -275,8 +276,14 @@ class VoxelNeRF(Diffrep):
             raise ValueError(f"bbox_half must be > 0, got {bbox_half!r}")
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if view_conds not in VIEW_CONDS:
-            raise ValueError(f"view_conds must be one of {VIEW_CONDS}, got {view_conds!r}")
+        if isinstance(view_conds, (list, tuple)):
+            if len(view_conds) != len(list(cameras)):
+                raise ValueError(f"view_conds as a list needs one condition per camera ({len(list(cameras))}), "
+                                 f"got {len(view_conds)}")
+            view_conds = list(view_conds)
+        elif view_conds not in VIEW_CONDS:
+            raise ValueError(f"view_conds must be one of {VIEW_CONDS} or a list with one condition per camera, "
+                             f"got {view_conds!r}")
         cameras = list(cameras)
         if not cameras:
             raise ValueError("cameras must be a non-empty list of Camera")
@@ -376,15 +383,15 @@ class VoxelNeRF(Diffrep):
         return params
 
     def view_conds(self, views=None):
-        """Per-view conditions: None, camera indices (``view_conds="index"``) or prompt suffixes
-        (``view_conds="prompt"``, see :func:`view_prompt`)."""
+        """Per-view conditions: None, the given per-camera conditions (``view_conds=[...]``), camera indices
+        (``view_conds="index"``) or prompt suffixes (``view_conds="prompt"``, see :func:`view_prompt`)."""
         if self.view_cond_mode is None:
             return None
         idx, cams = self._resolve_views(views)
-        if self.view_cond_mode == "index":
+        if isinstance(self.view_cond_mode, list) or self.view_cond_mode == "index":
             if idx is None:
-                raise ValueError("view conditions by index exist only for the training cameras (views=None or ints)")
-            return list(idx)
+                raise ValueError("per-camera view conditions exist only for the training cameras (views=None or ints)")
+            return list(idx) if self.view_cond_mode == "index" else [self.view_cond_mode[i] for i in idx]
         return [view_prompt(c) for c in cams]
 
     def render(self, params, views=None):

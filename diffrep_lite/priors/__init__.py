@@ -3,11 +3,11 @@ from .analytic import Gaussian, GaussianMixture
 from .base import Prior
 from .clip import ClipDenoised
 from .diffusers_unet import UNetPrior
-from .multiview import ViewConditionedMixture, random_panoramas
+from .multiview import ViewConditionedMixture, ViewMixture, random_panoramas
 from .scenes import SceneMixture, blob_scenes, geometric_schedule, psnr, scene_mixture
-from .shipped import load_digits_prior
+from .shipped import load_digits_prior, load_objects_prior
 from .stable_diffusion import StableDiffusionPrior
 
-__all__ = ["Prior", "Gaussian", "GaussianMixture", "ClipDenoised", "UNetPrior", "load_digits_prior",
-           "StableDiffusionPrior", "ViewConditionedMixture", "random_panoramas", "SceneMixture", "blob_scenes",
+__all__ = ["Prior", "Gaussian", "GaussianMixture", "ClipDenoised", "UNetPrior", "load_digits_prior", "load_objects_prior",
+           "StableDiffusionPrior", "ViewMixture", "ViewConditionedMixture", "random_panoramas", "SceneMixture", "blob_scenes",
            "scene_mixture", "geometric_schedule", "psnr"]

@@ -1,15 +1,22 @@
-"""An exact multi-view prior: K known wide panoramas, each view sees one crop.
+"""Exact view-conditioned priors: one Gaussian mixture per view, with mixture weights shared by all views.
 
-:class:`ViewConditionedMixture` is the multi-view counterpart of
-:class:`~diffrep_lite.priors.analytic.GaussianMixture`. The scene is one of ``K`` known canvases
-``P_k`` (``[C, H, W]``, weights ``w_k``); a view at column offset ``o`` sees the crop ``crop_o(P_k)``
-plus a little isotropic Gaussian spread. The prior of that view (``cond = o``) is therefore the mixture
+:class:`ViewMixture` is the one implementation. The scene is one of ``K`` known scenes (weights ``w_k``);
+the view with condition ``c`` sees ``m_k(c)``, scene ``k`` as that view shows it, plus a little isotropic
+Gaussian spread. The prior of that view is therefore the mixture
 
-    p_o(x0) = sum_k w_k N(x0; crop_o(P_k), s^2 I),
+    p(x0 | c) = sum_k w_k N(x0; m_k(c), s^2 I),
 
-whose exact denoiser is the Gaussian-mixture one (computed by a cached
-:class:`~diffrep_lite.priors.analytic.GaussianMixture` per offset). A multi-view sampler must make all
-views agree on one ``k``; :meth:`nearest_panorama` and :meth:`overlap_disagreement` measure whether it did.
+whose exact denoiser is the Gaussian-mixture one (a cached
+:class:`~diffrep_lite.priors.analytic.GaussianMixture` per view). Nothing in the prior couples the views: a
+multi-view sampler must make them agree on one ``k`` through the shared parameters. Two priors specialise it:
+
+* :class:`ViewConditionedMixture` -- ``K`` known wide panoramas; a view at column offset ``o`` sees the crop
+  ``crop_o(P_k)`` (:meth:`nearest_panorama` and :meth:`overlap_disagreement` measure agreement);
+* :class:`~diffrep_lite.priors.scenes.SceneMixture` -- ``K`` known 3-D scenes; view ``v`` sees
+  ``render_v(scene_k)`` (the means are given per view).
+
+The model side does not import the representation side: crops come from :mod:`diffrep_lite.crops`, and
+renders are handed in as tensors.
 """
 from __future__ import annotations
 
@@ -17,12 +24,82 @@ import math
 
 import torch
 
-from ..diffreps.panorama import Crops
+from ..crops import Crops
 from ..schedule import Schedule
 from .analytic import GaussianMixture, _default_schedule
 from .base import Prior
 
-__all__ = ["ViewConditionedMixture", "random_panoramas"]
+__all__ = ["ViewMixture", "ViewConditionedMixture", "random_panoramas"]
+
+
+class ViewMixture(Prior):
+    """``p(x | c) = sum_k w_k N(x; means(c)[k], diag(variances))``: one exact Gaussian mixture per view condition.
+
+    Subclasses say what a condition is and what each view sees: :meth:`view_key` checks one condition and
+    returns a hashable key (e.g. an offset taken modulo the canvas width), :meth:`view_means` the ``[K,
+    *data_shape]`` component means of that view. The per-view mixtures are built on first use and cached.
+
+    Args:
+        weights: ``[K]`` non-negative mixture weights with a positive sum (normalised), shared by all views.
+        variances: a float, ``[K]`` or ``[K, *data_shape]`` (as :class:`GaussianMixture`), shared by all views.
+        data_shape: the shape of one view.
+        schedule: noise schedule (default: cosine).
+
+    ``cond`` is required: one condition per input. The denoiser of an input with condition ``c`` is exactly
+    that of :meth:`view_prior` ``(c)``.
+    """
+
+    conditional = True
+    #: What a condition is, for error messages.
+    cond_help = "one view condition per input"
+
+    def __init__(self, weights, variances, *, data_shape, schedule: Schedule | None = None, dtype=torch.float32,
+                 device="cpu"):
+        self.schedule = _default_schedule(schedule)
+        self.dtype, self.device = dtype, torch.device(device)
+        self.data_shape = tuple(int(d) for d in data_shape)
+        self._weights64 = torch.as_tensor(weights, dtype=torch.float64).flatten()
+        self._variances = variances
+        self._views: dict = {}
+
+    @property
+    def n_components(self) -> int:
+        return self._weights64.numel()
+
+    def view_key(self, cond):
+        """Check one condition and return its cache key (raise ValueError naming the allowed values)."""
+        raise NotImplementedError
+
+    def view_means(self, key) -> torch.Tensor:
+        """``[K, *data_shape]``: the ``K`` scenes as the view ``key`` sees them."""
+        raise NotImplementedError
+
+    def view_prior(self, cond) -> GaussianMixture:
+        """The exact prior of the view with condition ``cond``: the mixture of the ``K`` scenes it sees."""
+        key = self.view_key(cond)
+        if key not in self._views:
+            self._views[key] = GaussianMixture(self._weights64, self.view_means(key).double(), self._variances,
+                                               schedule=self.schedule, dtype=self.dtype, device=self.device)
+        return self._views[key]
+
+    def check_cond(self, cond, batch=None):
+        if cond is None:
+            raise ValueError(f"{type(self).__name__} needs cond: {self.cond_help}")
+        super().check_cond(cond, batch)
+        for c in cond:
+            self.view_key(c)
+
+    def _eps(self, x, sigma, cond, guidance_scale):
+        keys = [self.view_key(c) for c in cond]
+        out = torch.empty_like(x)
+        for key in dict.fromkeys(keys):  # each view's inputs in one call
+            idx = torch.tensor([i for i, k in enumerate(keys) if k == key], device=x.device)
+            out[idx] = self.view_prior(key)._eps(x[idx], sigma[idx], None, None)
+        return out
+
+    def nearest_component(self, x, cond) -> torch.Tensor:
+        """Most probable component of clean views ``x`` ``[B, *data_shape]`` seen with condition ``cond`` -> ``[B]``."""
+        return self.view_prior(cond).nearest_component(x.to(self.dtype))
 
 
 def random_panoramas(k: int, channels: int = 1, height: int = 8, width: int = 32, *, n_freq: int = 3,
@@ -50,8 +127,8 @@ def random_panoramas(k: int, channels: int = 1, height: int = 8, width: int = 32
     return img.to(dtype)
 
 
-class ViewConditionedMixture(Prior):
-    """A view-conditioned Gaussian mixture whose ``K`` modes are ``K`` known wide panoramas.
+class ViewConditionedMixture(ViewMixture):
+    """A view-conditioned Gaussian mixture whose ``K`` modes are ``K`` known wide panoramas (a :class:`ViewMixture`).
 
     Args:
         panoramas: ``[K, C, H, W]`` canvases (e.g. :func:`random_panoramas`).
@@ -63,10 +140,11 @@ class ViewConditionedMixture(Prior):
 
     Condition: each input's column offset ``o`` (an int, as given by
     :meth:`~diffrep_lite.diffreps.panorama.Panorama.view_conds`); it is required. The denoiser of an
-    input with offset ``o`` is exactly that of :meth:`view_prior` ``(o)``.
+    input with offset ``o`` is exactly that of :meth:`view_prior` ``(o)``, the mixture of the ``K`` crops there.
     """
 
-    conditional = True
+    cond_help = ("one column offset per input (render with a Panorama diffrep, whose view_conds() are its "
+                 "offsets)")
 
     def __init__(self, panoramas, weights, variance: float = 0.01, *, view_width: int, wrap: bool = False,
                  schedule: Schedule | None = None, dtype=torch.float32, device="cpu"):
@@ -80,17 +158,11 @@ class ViewConditionedMixture(Prior):
         if isinstance(variance, bool) or not isinstance(variance, (int, float)) or not variance > 0:
             raise ValueError(f"variance must be a number > 0, got {variance!r}")
         Crops(W, view_width, offsets=[0], wrap=wrap)  # validates view_width and wrap
-        self.schedule = _default_schedule(schedule)
-        self.dtype, self.device = dtype, torch.device(device)
+        super().__init__(weights, float(variance), data_shape=(C, H, int(view_width)), schedule=schedule,
+                         dtype=dtype, device=device)
         self.panoramas = pan.to(dtype=dtype, device=self.device)
         self.weights = (weights / weights.sum()).to(dtype=dtype, device=self.device)
         self.variance, self.view_width, self.wrap = float(variance), int(view_width), wrap
-        self.data_shape = (C, H, int(view_width))
-        self._views: dict[int, GaussianMixture] = {}
-
-    @property
-    def n_components(self) -> int:
-        return self.panoramas.shape[0]
 
     @property
     def canvas_width(self) -> int:
@@ -100,16 +172,7 @@ class ViewConditionedMixture(Prior):
         """The crop geometry of this prior's canvases at ``offsets``."""
         return Crops(self.canvas_width, self.view_width, offsets=list(offsets), wrap=self.wrap)
 
-    def view_prior(self, offset: int) -> GaussianMixture:
-        """The exact prior of the view at column ``offset``: the mixture of the ``K`` crops there."""
-        o = self._offset(offset)
-        if o not in self._views:
-            means = self.crops([o]).crop(self.panoramas)[:, 0]  # [K, C, H, w]
-            self._views[o] = GaussianMixture(self.weights.double(), means.double(), self.variance,
-                                             schedule=self.schedule, dtype=self.dtype, device=self.device)
-        return self._views[o]
-
-    def _offset(self, o) -> int:
+    def view_key(self, o) -> int:
         if isinstance(o, torch.Tensor) and o.numel() == 1:
             o = int(o)
         if isinstance(o, bool) or not isinstance(o, int):
@@ -121,21 +184,8 @@ class ViewConditionedMixture(Prior):
             raise ValueError(f"cond offset {o} out of range: without wrap offsets lie in [0, {W - w}]")
         return o
 
-    def check_cond(self, cond, batch=None):
-        if cond is None:
-            raise ValueError("ViewConditionedMixture needs cond: one column offset per input "
-                             "(render with a Panorama diffrep, whose view_conds() are its offsets)")
-        super().check_cond(cond, batch)
-        for o in cond:
-            self._offset(o)
-
-    def _eps(self, x, sigma, cond, guidance_scale):
-        offs = [self._offset(o) for o in cond]
-        out = torch.empty_like(x)
-        for o in sorted(set(offs)):
-            idx = torch.tensor([i for i, oi in enumerate(offs) if oi == o], device=x.device)
-            out[idx] = self.view_prior(o)._eps(x[idx], sigma[idx], None, None)
-        return out
+    def view_means(self, key) -> torch.Tensor:
+        return self.crops([key]).crop(self.panoramas)[:, 0]  # [K, C, H, w]
 
     # ------------------------------------------------------------------ metrics
     def nearest_panorama(self, canvas: torch.Tensor):
@@ -174,7 +224,7 @@ class ViewConditionedMixture(Prior):
 
         Returns:
             ``sqrt(mean over all overlapping pairs and shared pixels of (view_v - view_u)^2)``; 0 when
-            every pair agrees (see :meth:`~diffrep_lite.diffreps.panorama.Crops.disagreement`). Raises
+            every pair agrees (see :meth:`~diffrep_lite.crops.Crops.disagreement`). Raises
             ValueError if no two views overlap.
         """
         return self.crops(offsets).disagreement(views)
@@ -182,5 +232,4 @@ class ViewConditionedMixture(Prior):
     def view_modes(self, views: torch.Tensor, offsets) -> torch.Tensor:
         """The most probable mode of each clean view under its own prior, long ``[B, V]``."""
         B, V = views.shape[:2]
-        return torch.stack([self.view_prior(o).nearest_component(views[:, v].to(self.dtype))
-                            for v, o in enumerate(offsets)], 1)
+        return torch.stack([self.nearest_component(views[:, v], o) for v, o in enumerate(offsets)], 1)

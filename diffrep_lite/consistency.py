@@ -1,0 +1,245 @@
+"""3-D consistency of sampled scenes seen from a ring of azimuths: an azimuth classifier, the Janus rate and
+per-azimuth KID (the toy objects of :func:`diffrep_lite.data.toy_objects`).
+
+A 2-D image model conditioned on the view knows what each view should look like, but nothing ties the views
+of one sample together except the shared 3-D parameters. A sample is **Janus** (two-faced) when some of its
+views show the object from the wrong side -- e.g. a face where the back should be. We measure it with a small
+CNN, :class:`AzimuthNet`, trained on data renders to predict the azimuth bin of a view (and, as a second head,
+to regress the object's generating attributes, so that its features also see colour and shape):
+
+* **Janus rate**: a sample is Janus when the predicted bin of some render is ``>= 2`` bins (circular distance)
+  from the bin of the camera that rendered it (:func:`janus`);
+* **per-azimuth KID**: the KID between a method's renders at bin ``b`` and held-out data renders at bin ``b``,
+  with the classifier's 64-d penultimate layer as features (:func:`azimuth_features`).
+
+The features are those of a net trained on this data set only: they measure what it learned to tell apart
+(view, colour, size, ears), not general image quality. The shipped net is in
+``diffrep_lite/models/objects_features`` (trained by ``scripts/train_objects_features.py``).
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["AzimuthNet", "load_azimuth_net", "azimuth_features", "predict_bins", "circular_distance", "janus",
+           "per_azimuth_kid", "two_faced", "object_nerf", "evaluate_scenes"]
+
+
+class AzimuthNet(nn.Module):
+    """A small CNN for 16x16 RGB views in ``[-1, 1]``: ``forward`` gives the azimuth-bin logits, :meth:`attributes`
+    the regressed object attributes (standardised), :meth:`features` the 64-d penultimate layer (divided by
+    ``feature_scale``, the RMS feature value on the training renders, so KID lands on the usual scale).
+
+    Layout: conv3x3(3->32) ReLU maxpool2, conv3x3(32->64) ReLU maxpool2, linear(1024->64) ReLU, then
+    linear(64->bins) and linear(64->n_attributes).
+    """
+
+    def __init__(self, bins: int = 8, n_attributes: int = 8, width: int = 32, feat_dim: int = 64,
+                 feature_scale: float = 1.0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.fc1 = nn.Linear(2 * width * 16, feat_dim)
+        self.head_bin = nn.Linear(feat_dim, bins)
+        self.head_attr = nn.Linear(feat_dim, n_attributes)
+        self.bins, self.feature_scale = bins, float(feature_scale)
+        self.config = dict(bins=bins, n_attributes=n_attributes, width=width, feat_dim=feat_dim,
+                           feature_scale=self.feature_scale)
+
+    def _hidden(self, x):
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"x must be [N, 3, H, W] RGB views in [-1, 1], got shape {list(x.shape)}")
+        x = x.to(self.conv1.weight).clamp(-1, 1)
+        if x.shape[-2:] != (16, 16):
+            x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
+        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
+        return F.relu(self.fc1(h.flatten(1)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, H, W]`` views in ``[-1, 1]`` (clamped; resized to 16x16) -> ``[N, feat_dim]``."""
+        return self._hidden(x) / self.feature_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Azimuth-bin logits ``[N, bins]``."""
+        return self.head_bin(self._hidden(x))
+
+    def attributes(self, x: torch.Tensor) -> torch.Tensor:
+        """Regressed (standardised) object attributes ``[N, n_attributes]``."""
+        return self.head_attr(self._hidden(x))
+
+    def save(self, directory):
+        """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(d / "model.safetensors"))
+        with open(d / "config.json", "w") as f:
+            json.dump(self.config, f)
+
+    @classmethod
+    def load(cls, directory) -> "AzimuthNet":
+        """Load a net written by :meth:`save` (eval mode, no gradients)."""
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        with open(d / "config.json") as f:
+            net = cls(**json.load(f))
+        net.load_state_dict(load_file(str(d / "model.safetensors")))
+        return net.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=None)
+def load_azimuth_net() -> AzimuthNet:
+    """The shipped :class:`AzimuthNet` (``diffrep_lite/models/objects_features``), on the CPU."""
+    from .priors.shipped import shipped_model_path
+
+    return AzimuthNet.load(shipped_model_path("objects_features"))
+
+
+def azimuth_features():
+    """KID features of the toy objects: a callable ``views [N, 3, H, W] in [-1, 1] -> [N, 64]`` (the shipped
+    :class:`AzimuthNet`'s penultimate layer, float32 CPU), for :func:`diffrep_lite.metrics.kid`'s ``features=``."""
+    net = load_azimuth_net()
+    return lambda x: net.features(x.detach().to("cpu", torch.float32))
+
+
+def predict_bins(views: torch.Tensor, net: AzimuthNet | None = None, batch_size: int = 512) -> torch.Tensor:
+    """Predicted azimuth bins of views ``[..., 3, H, W]`` -> long ``[...]`` (default net: the shipped one)."""
+    net = load_azimuth_net() if net is None else net
+    flat = views.detach().to("cpu", torch.float32).reshape(-1, *views.shape[-3:])
+    with torch.no_grad():
+        out = torch.cat([net(flat[i:i + batch_size]).argmax(1) for i in range(0, flat.shape[0], batch_size)])
+    return out.reshape(views.shape[:-3])
+
+
+def circular_distance(a, b, bins: int) -> torch.Tensor:
+    """``min(|a - b| mod bins, bins - |a - b| mod bins)``: how many bins apart two azimuth bins are."""
+    d = (torch.as_tensor(a) - torch.as_tensor(b)).remainder(bins)
+    return torch.minimum(d, bins - d)
+
+
+def janus(views: torch.Tensor, bins_of_views, *, bins: int | None = None, threshold: int = 2,
+          net: AzimuthNet | None = None) -> dict:
+    """Which samples are Janus: ``views`` ``[B, V, 3, H, W]`` rendered from cameras in azimuth bins
+    ``bins_of_views`` (``V`` ints).
+
+    A view is *wrong* when its predicted bin is ``>= threshold`` bins (circular distance) from its camera's bin;
+    a sample is Janus when any of its views is wrong.
+
+    Returns:
+        ``{"janus": bool [B], "rate": float, "wrong_views": long [B] (wrong views per sample), "predicted": long
+        [B, V], "view_accuracy": float (share of views predicted exactly)}``.
+    """
+    net = load_azimuth_net() if net is None else net
+    bins = net.bins if bins is None else bins
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        raise ValueError(f"threshold must be an int >= 1 (bins), got {threshold!r}")
+    if views.ndim != 5:
+        raise ValueError(f"views must be [B, V, 3, H, W], got shape {list(views.shape)}")
+    cam = torch.as_tensor(list(bins_of_views), dtype=torch.long)
+    if cam.numel() != views.shape[1]:
+        raise ValueError(f"bins_of_views must give one bin per view ({views.shape[1]}), got {cam.numel()}")
+    pred = predict_bins(views, net)
+    dist = circular_distance(pred, cam[None], bins)
+    wrong = (dist >= threshold).sum(1)
+    jan = wrong > 0
+    return {"janus": jan, "rate": float(jan.float().mean()), "wrong_views": wrong, "predicted": pred,
+            "view_accuracy": float((pred == cam[None]).float().mean())}
+
+
+def per_azimuth_kid(views: torch.Tensor, data: torch.Tensor, bins_of_views, *, features=None) -> list[float]:
+    """KID of each view column against the data at the same bin.
+
+    Args:
+        views: ``[B, V, 3, H, W]`` renders (``B >= 2``) from cameras in bins ``bins_of_views``.
+        data: ``[N, bins, 3, H, W]`` held-out data renders (every bin).
+        features: a feature callable (default :func:`azimuth_features`).
+
+    Returns:
+        ``V`` floats: ``KID(views[:, v], data[:, bins_of_views[v]])``.
+    """
+    from .metrics import kid
+
+    fe = azimuth_features() if features is None else features
+    return [kid(views[:, v], data[:, int(b)], features=fe) for v, b in enumerate(bins_of_views)]
+
+
+def two_faced(params: dict) -> dict:
+    """A Janus version of voxel scenes: the front half (``x > 0``) mirrored onto the back (``x -> -x``).
+
+    ``params``: :class:`~diffrep_lite.diffreps.VoxelNeRF` parameters (``density`` ``[B, 1, G, G, G]``,
+    ``features`` ``[B, C, G, G, G]``, indexed ``[z, y, x]``); a ``background`` entry is kept as it is. The result
+    shows its face from the front *and* from the back: what :func:`janus` must flag.
+    """
+    out = dict(params)
+    for k in ("density", "features"):
+        t = params[k]
+        G = t.shape[-1]
+        mirrored = t.flip(-1)
+        back = torch.arange(G, device=t.device) < G // 2  # x < 0 half of the vertices
+        out[k] = torch.where(back, mirrored, t)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- the NeRF experiment
+def object_nerf(sampled_bins=(0, 2, 4, 6), *, grid: int = 16, n_samples: int | None = None, bins: int | None = None,
+                **kw):
+    """The voxel NeRF that samples a toy object with a view-conditioned prior: cameras at the azimuth bins
+    ``sampled_bins`` (of :func:`~diffrep_lite.data.object_cameras`), each view conditioned on its own bin, raw RGB
+    features over the data's plain background, a ``grid^3`` voxel grid (``2 grid`` samples per ray).
+    Extra keywords go to :class:`~diffrep_lite.diffreps.VoxelNeRF` (default ``init_features=0``)."""
+    from .data import OBJECT_BINS, object_cameras, object_renderer
+
+    bins = OBJECT_BINS if bins is None else bins
+    sampled = [int(b) for b in sampled_bins]
+    if not sampled or any(not 0 <= b < bins for b in sampled) or len(set(sampled)) != len(sampled):
+        raise ValueError(f"sampled_bins must be distinct azimuth bins in [0, {bins}), got {list(sampled_bins)}")
+    cams = object_cameras(bins)
+    kw.setdefault("init_features", 0.0)
+    return object_renderer(bins, cameras=[cams[b] for b in sampled], grid=grid, view_conds=sampled,
+                           n_samples=2 * grid if n_samples is None else n_samples, **kw)
+
+
+def evaluate_scenes(nerf, params: dict, data: torch.Tensor, *, sampled_bins=None, features=None,
+                    net: AzimuthNet | None = None) -> dict:
+    """Render sampled scenes from every azimuth bin and score their 3-D consistency.
+
+    Args:
+        nerf: the :func:`object_nerf` the scenes were sampled with (its renderer settings are reused).
+        params: its parameters ``[B, ...]`` (``B >= 2``).
+        data: held-out data renders ``[N, bins, 3, H, W]`` (e.g. ``toy_objects(256, 0, start=10**6)``).
+        sampled_bins: the bins the NeRF was sampled on (default: its view conditions); the others are held out.
+
+    Returns:
+        ``{"renders": [B, bins, 3, H, W], "janus": bool [B] (over all bins), "janus_rate", "janus_rate_sampled"
+        (the sampled views only), "janus_rate_heldout" (the held-out views only), "view_accuracy",
+        "kid_per_bin": [bins], "kid_sampled", "kid_heldout" (means over those bins), "sampled_bins",
+        "heldout_bins"}``.
+    """
+    from .data import object_cameras
+
+    bins = data.shape[1]
+    sampled = list(nerf.view_conds()) if sampled_bins is None else [int(b) for b in sampled_bins]
+    held = [b for b in range(bins) if b not in sampled]
+    with torch.no_grad():
+        x = nerf.render(params, object_cameras(bins)).clamp(-1, 1).float().cpu()
+    every = janus(x, range(bins), net=net)
+    on = janus(x[:, sampled], sampled, net=net)
+    kids = per_azimuth_kid(x, data, range(bins), features=features)
+    out = {"renders": x, "janus": every["janus"], "janus_rate": every["rate"], "janus_rate_sampled": on["rate"],
+           "view_accuracy": every["view_accuracy"], "kid_per_bin": kids,
+           "kid_sampled": sum(kids[b] for b in sampled) / len(sampled), "sampled_bins": sampled, "heldout_bins": held}
+    if held:
+        out["janus_rate_heldout"] = janus(x[:, held], held, net=net)["rate"]
+        out["kid_heldout"] = sum(kids[b] for b in held) / len(held)
+    return out
