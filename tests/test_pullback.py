@@ -44,7 +44,8 @@ def test_overdetermined_all_solvers_match_lstsq(seed):
     ref = per_sample_lstsq(A, v)
     d_dense = solve(render, params, v, solver="dense")["theta"]
     d_cg = solve(render, params, v, solver="cg", iters=4)["theta"]  # CG is exact after n = 4 iterations
-    d_adam = solve(render, params, v, solver="adam", iters=3000, lr=1e-2)["theta"]
+    # lr 1e-2 keeps Adam oscillating around the minimiser (seed 1: 1.2e-3 after 3000 steps on torch 2.13)
+    d_adam = solve(render, params, v, solver="adam", iters=3000, lr=3e-3)["theta"]
     assert rel_err(d_dense, ref) < 1e-12
     assert rel_err(d_cg, ref) < 1e-10
     # Adam on the (here linear) fit converges to the same minimiser; stated tolerance 1e-6 relative.
@@ -63,7 +64,8 @@ def test_underdetermined_cg_and_dense_give_minimum_norm(seed):
     # and is no shorter than J^+ v. Constant-lr Adam oscillates around the solution set rather than
     # converging monotonically (measured: relative residual 1e-16 .. 8e-4 over these samples), so the
     # stated tolerance is 2e-3 of ||v||.
-    d_adam = solve(render, params, v, solver="adam", iters=3000, lr=1e-2)["theta"]
+    # lr 1e-2 keeps Adam oscillating around the minimiser (seed 1: 1.2e-3 after 3000 steps on torch 2.13)
+    d_adam = solve(render, params, v, solver="adam", iters=3000, lr=3e-3)["theta"]
     resid = (d_adam @ A.T - v[:, 0]).norm(dim=-1) / v[:, 0].norm(dim=-1)
     assert resid.max() < 2e-3
     assert torch.all(d_adam.norm(dim=-1) >= ref.norm(dim=-1) * (1 - 2e-3))
