@@ -4,15 +4,27 @@
 tests are skipped; without the Debian ``chromium`` binary the browser tests fail (``scripts/test.sh`` installs
 it). Chromium runs with ``--headless --no-sandbox`` and no network: every host name resolves to nothing.
 
-Screenshots of the landing page and of one notebook page go to ``test-artifacts/``.
+Screenshots of the landing page and of one notebook page go to ``test-artifacts/``, and so do screenshots at
+1300 px and 400 px (a phone) of the landing page, one theory page and every notebook page
+(``w1300_<page>.png``, ``w400_<page>.png``). The phone-width checks drive one Chromium over the DevTools protocol
+on a pipe (exact viewport, scripts run in the page); ``CHROMIUM_TIMEOUT`` (seconds, default 90) bounds each
+browser call on a slow machine.
+
+MathJax is served with the book (``_static/mathjax``, from a pinned package), so with no network every theory and
+notebook page must typeset its math in the browser.
 """
 from __future__ import annotations
 
+import base64
+import html as html_lib
+import io
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
@@ -40,6 +52,17 @@ def toc_files() -> list[str]:
 
 def notebook_pages() -> list[Path]:
     return [HTML / p for p in toc_files() if p.startswith("notebooks/")]
+
+
+def part_pages(caption: str) -> list[Path]:
+    """Built pages of the ``_toc.yml`` part with this caption (e.g. "Theory", "Notebooks"), in toc order."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / os.environ.get("BOOK_TOC", "_toc.yml")).read_text())
+    for part in toc.get("parts", []):
+        if part.get("caption") == caption:
+            return [HTML / (re.sub(r"\.(md|ipynb)$", "", c["file"]) + ".html") for c in part.get("chapters", [])]
+    return []
 
 
 def repository_url() -> str:
@@ -196,12 +219,19 @@ def _chromium() -> str:
     return exe
 
 
-def _run_chromium(*args: str, timeout: int = 90) -> subprocess.CompletedProcess:
+def _run_chromium(*args: str, timeout: int = int(os.environ.get("CHROMIUM_TIMEOUT", 90))) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as profile:
         cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND",  # no network
                f"--user-data-dir={profile}", "--virtual-time-budget=4000", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@lru_cache(maxsize=None)
+def _dom(page: Path) -> tuple[int, str]:
+    """``(returncode, DOM)`` of a page after it ran in the browser (scripts, MathJax), read once per test session."""
+    r = _run_chromium("--dump-dom", page.as_uri())
+    return r.returncode, r.stdout
 
 
 def _title_of(page: Path) -> str:
@@ -213,12 +243,11 @@ def test_main_pages_load_in_chromium():
     failures = []
     for rel in toc_files():
         page = HTML / rel
-        r = _run_chromium("--dump-dom", page.as_uri())
-        dom = r.stdout
+        rc, dom = _dom(page)
         title = _title_of(page)
         visible = " ".join(re.sub(r"<[^>]+>", " ", dom).split())
-        if r.returncode != 0 or "bd-article" not in dom or not title or title not in visible:
-            failures.append(f"{rel}: rc={r.returncode}, {len(dom)} bytes of DOM, title {title!r}")
+        if rc != 0 or "bd-article" not in dom or not title or title not in visible:
+            failures.append(f"{rel}: rc={rc}, {len(dom)} bytes of DOM, title {title!r}")
     # index.html is a redirect to the root page
     r = _run_chromium("--dump-dom", (HTML / "index.html").as_uri())
     if _title_of(HTML / toc_files()[0]) not in " ".join(re.sub(r"<[^>]+>", " ", r.stdout).split()):
@@ -226,16 +255,16 @@ def test_main_pages_load_in_chromium():
     assert not failures, "pages that did not load:\n" + "\n".join(failures)
 
 
-def _screenshot(page: Path, out: Path, height: int):
+def _screenshot(page: Path, out: Path, height: int, width: int = 1280):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    r = _run_chromium("--hide-scrollbars", f"--window-size=1280,{height}", f"--screenshot={out}", page.as_uri())
+    r = _run_chromium("--hide-scrollbars", f"--window-size={width},{height}", f"--screenshot={out}", page.as_uri())
     assert out.exists(), f"no screenshot of {page}: {r.stderr[-2000:]}"
     from PIL import Image  # Pillow comes with matplotlib
 
     with Image.open(out) as im:
         lo, hi = im.convert("L").getextrema()
-        assert im.size == (1280, height) and hi - lo > 100, f"{out.name} looks blank ({im.size}, {lo}..{hi})"
+        assert im.size == (width, height) and hi - lo > 100, f"{out.name} looks blank ({im.size}, {lo}..{hi})"
 
 
 def test_screenshots():
@@ -243,3 +272,303 @@ def test_screenshots():
     pages = notebook_pages()
     page = next((p for p in pages if p.name.startswith("02")), pages[0])
     _screenshot(page, ARTIFACTS / f"notebook_{page.stem}.png", 4000)
+
+
+# --------------------------------------------------------------------------- math, typeset offline
+def _visible_text(dom: str) -> str:
+    """The text a reader sees: no scripts, styles or tags, entities decoded."""
+    dom = re.sub(r"<(script|style|template|noscript)\b.*?</\1\s*>", " ", dom, flags=re.S | re.I)
+    return html_lib.unescape(" ".join(re.sub(r"<[^>]+>", " ", dom).split()))
+
+
+def test_mathjax_is_served_with_the_book():
+    """Every page with math loads MathJax 3 from ``_static/mathjax`` of the build, never from the network."""
+    script = HTML / "_static" / "mathjax" / "tex-mml-chtml.js"
+    assert script.exists() and script.stat().st_size > 100_000, "MathJax is not in the build's _static/mathjax"
+    version = re.search(r'\.VERSION="(\d+)\.\d+\.\d+"', script.read_text(encoding="utf-8", errors="replace"))
+    assert version and version.group(1) == "3", f"not MathJax 3: {version and version.group(0)}"
+    fonts = list((HTML / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+    assert len(fonts) > 10, "MathJax's CHTML fonts are missing from the build"
+    problems = []
+    for page in part_pages("Theory") + part_pages("Notebooks") + [HTML / toc_files()[0]]:
+        srcs = [u for kind, u in parse(page).links if kind == "script.src" and "mathjax" in u.lower()]
+        local = [u for u in srcs if _internal_target(page, u) and _internal_target(page, u)[0] == script]
+        if not local or len(local) != len(srcs):
+            problems.append(f"{page.relative_to(HTML)}: MathJax scripts {srcs}")
+    assert not problems, "pages that do not load the book's own MathJax:\n" + "\n".join(problems)
+
+
+def test_math_is_typeset_offline_on_every_theory_and_notebook_page():
+    """In the browser with no network, MathJax turns every formula into rendered math: at least one
+    ``mjx-container`` per formula of the page, no TeX error, and no raw ``\\(`` / ``\\[`` left in the text."""
+    pages = part_pages("Theory") + part_pages("Notebooks")
+    assert len(pages) >= 6, f"theory and notebook pages in _toc.yml: {pages}"
+    failures = []
+    for page in pages:
+        formulas = len(re.findall(r'class="math notranslate nohighlight"', page.read_text(encoding="utf-8")))
+        rc, dom = _dom(page)
+        typeset = dom.count("<mjx-container")
+        raw = re.findall(r".{0,30}\\[(\[].{0,30}", _visible_text(dom))
+        errors = dom.count("<mjx-merror")
+        if formulas == 0 or rc != 0 or typeset < formulas or raw or errors:
+            failures.append(f"{page.relative_to(HTML)}: {formulas} formulas, {typeset} typeset, {errors} TeX errors, "
+                            f"raw TeX in the text: {raw[:3]}")
+    assert not failures, "pages whose math is not typeset:\n" + "\n".join(failures)
+
+
+# --------------------------------------------------------------------------- front page, navigation
+GALLERY = {  # glue key -> (notebook, image type)
+    "gallery_siren": ("notebooks/03_siren_images", "png"),
+    "gallery_panorama": ("notebooks/04_panoramas", "png"),
+    "gallery_nerf": ("notebooks/05_nerf", "gif"),
+}
+
+
+def _glued_html(notebook: str, key: str) -> str:
+    """The HTML a notebook glued under ``key`` when the book was built (myst-nb's ``<doc>.glue.json``)."""
+    path = ROOT / "_build" / "jupyter_execute" / f"{notebook}.glue.json"
+    assert path.exists(), f"{path.relative_to(ROOT)} missing: did {notebook} run its gallery cell?"
+    data = json.loads(path.read_text())
+    assert key in data, f"{notebook} glued no {key!r} (keys: {sorted(data)})"
+    return data[key]["data"]["text/html"]
+
+
+def test_intro_opens_with_the_gallery_the_notebooks_made():
+    """The landing page starts with the gallery: each image is the one its notebook glued during this build
+    (not a file copied in by hand), decodes as a real PNG / animated GIF, and its card links to the notebook."""
+    from PIL import Image
+
+    intro = HTML / toc_files()[0]
+    text = intro.read_text(encoding="utf-8")
+    source = (ROOT / re.sub(r"\.html$", ".md", toc_files()[0])).read_text()
+    assert "data:image" not in source and not re.search(r"\.(png|gif|jpe?g)\b", source), \
+        "the intro's source embeds an image by hand"
+    text = text[text.find("<article"):]  # the page's own content (not the print-only table of contents)
+    start = text.find("diffrep-gallery")
+    assert start >= 0, "no gallery on the landing page"
+    first_text = text.find("Diffusing Differentiable Representations</em>")
+    h1, h2 = text.find("<h1"), text.find("<h2")
+    assert 0 <= h1 < start < first_text and start < h2, "the gallery is not at the top of the landing page"
+    cards = re.split(r'<div class="sd-col[ "]', text[start:])[1:]
+    problems = []
+    for key, (notebook, kind) in GALLERY.items():
+        glued = _glued_html(notebook, key)
+        card = next((c for c in cards if glued in c), None)
+        if card is None:
+            problems.append(f"{key}: the image {notebook} glued is not in a gallery card")
+            continue
+        m = re.search(r'src="data:image/(\w+);base64,([^"]+)"', glued)
+        data = base64.b64decode(m.group(2)) if m else b""
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                fmt, size, frames = im.format.lower(), im.size, getattr(im, "n_frames", 1)
+        except Exception as e:  # noqa: BLE001 - report every card
+            problems.append(f"{key}: not an image ({e})")
+            continue
+        if fmt != kind or min(size) < 40 or (kind == "gif" and frames < 2):
+            problems.append(f"{key}: {fmt} {size} with {frames} frames, expected a {kind}"
+                            + (" turntable" if kind == "gif" else ""))
+        hrefs = [urlsplit(u).path for u in re.findall(r'href="([^"]+)"', card)]
+        if os.path.relpath(HTML / f"{notebook}.html", intro.parent) not in hrefs:
+            problems.append(f"{key}: the card does not link to {notebook}.html ({hrefs})")
+    assert not problems, "gallery problems:\n" + "\n".join(problems)
+
+
+class _Sidebar(HTMLParser):
+    """The entries of the left sidebar (``nav.bd-docs-nav``): ``(href, title)``."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.entries: list[list[str]] = []
+        self._depth = 0   # > 0 inside the nav
+        self._in_a = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if self._depth:
+            self._depth += tag == "nav"
+            if tag == "a":
+                self._in_a = True
+                self.entries.append([a.get("href", ""), ""])
+        elif tag == "nav" and "bd-docs-nav" in (a.get("class") or ""):
+            self._depth = 1
+
+    def handle_endtag(self, tag):
+        if self._depth and tag == "nav":
+            self._depth -= 1
+        if tag == "a":
+            self._in_a = False
+
+    def handle_data(self, data):
+        if self._depth and self._in_a:
+            self.entries[-1][1] += data
+
+
+def test_sidebar_numbers_the_notebooks_and_has_no_tex():
+    """The sidebar reads "1. ..." to "6. ..." for the notebooks, like their file names, with no TeX in any title,
+    and every title is short enough for one or two sidebar lines."""
+    intro = HTML / toc_files()[0]
+    bar = _Sidebar()
+    bar.feed(intro.read_text(encoding="utf-8"))
+    entries = [(urlsplit(h).path, " ".join(t.split())) for h, t in bar.entries]
+    assert len(entries) >= len(toc_files()) - 1, f"sidebar entries: {entries}"
+    nb_entries = [(h, t) for h, t in entries if "notebooks/" in h]
+    assert [Path(h).name for h, _ in nb_entries] == [p.name for p in notebook_pages()]
+    problems = []
+    for i, (href, title) in enumerate(nb_entries, 1):
+        number = int(re.match(r"\d+", Path(href).name).group(0))
+        if number != i or not title.startswith(f"{number}. "):
+            problems.append(f"{href}: {title!r} is not numbered {number}.")
+    for href, title in entries:
+        if "\\" in title or "$" in title:
+            problems.append(f"{href}: raw TeX in {title!r}")
+        if len(title) > 56:   # about two lines of the sidebar
+            problems.append(f"{href}: {title!r} is {len(title)} characters long")
+    assert not problems, "sidebar:\n" + "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- readable on a phone
+class _Browser:
+    """One headless Chromium for many pages, driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+    commands on fd 3, answers on fd 4; no network, no extra package). It sets an exact viewport (a phone's 400 px,
+    which the command-line ``--window-size`` cannot go below 500 px for ``--dump-dom``), runs scripts in the page
+    and takes screenshots."""
+
+    def __init__(self, timeout: float = float(os.environ.get("CHROMIUM_TIMEOUT", 90))):
+        self.timeout, self.profile = timeout, tempfile.mkdtemp()
+        to_chrome, self._w = os.pipe()
+        self._r, from_chrome = os.pipe()
+        cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+               "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={self.profile}", "--hide-scrollbars",
+               "--remote-debugging-pipe", "about:blank"]
+        # bash puts the pipe ends on fds 3 and 4 (through spare fds, whatever numbers the pipes got), then becomes
+        # chromium
+        script = 'exec 200<&"$0" 201>&"$1"; exec 3<&200 4>&201 200<&- 201>&-; shift; exec "$@"'
+        self.proc = subprocess.Popen(["bash", "-c", script, str(to_chrome), str(from_chrome), *cmd],
+                                     pass_fds=(to_chrome, from_chrome), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buf, self._id, self._events = b"", 0, []
+        page = next(t for t in self._call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        self._session = self._call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+        self._call("Page.enable", page=True)
+
+    def _read(self) -> dict:
+        import select
+
+        deadline = time.monotonic() + self.timeout
+        while b"\0" not in self._buf:
+            if not select.select([self._r], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise TimeoutError(f"chromium did not answer within {self.timeout} s")
+            chunk = os.read(self._r, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed its DevTools pipe")
+            self._buf += chunk
+        msg, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(msg)
+
+    def _call(self, method: str, page: bool = False, **params):
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params}
+        if page:
+            msg["sessionId"] = self._session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        while True:
+            m = self._read()
+            if m.get("id") == self._id:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m.get("result", {})
+            self._events.append(m)
+
+    def open(self, page: Path, width: int, height: int = 1000):
+        """Load ``page`` in a ``width`` x ``height`` viewport (a phone's when narrow) and wait for its math."""
+        self._call("Emulation.setDeviceMetricsOverride", page=True, width=width, height=height, deviceScaleFactor=1,
+                   mobile=width < 600)
+        self._events.clear()
+        self._call("Page.navigate", page=True, url=page.as_uri())
+        while not any(m.get("method") == "Page.loadEventFired" for m in self._events):
+            self._events.append(self._read())
+        self.evaluate("window.MathJax && MathJax.startup && MathJax.startup.promise || null")
+
+    def evaluate(self, expression: str):
+        r = self._call("Runtime.evaluate", page=True, expression=expression, awaitPromise=True, returnByValue=True)
+        assert "exceptionDetails" not in r, r["exceptionDetails"]
+        return r["result"].get("value")
+
+    def screenshot(self, out: Path):
+        out.write_bytes(base64.b64decode(self._call("Page.captureScreenshot", page=True, format="png")["data"]))
+
+    def close(self):
+        try:
+            self._call("Browser.close")
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a browser that does not close is killed
+            self.proc.kill()
+        os.close(self._w)
+        os.close(self._r)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    b = _Browser()
+    yield b
+    b.close()
+
+
+def _reader_pages() -> list[Path]:
+    theory = part_pages("Theory")
+    one = next((p for p in theory if p.stem == "pullback_geometry"), theory[0])
+    return [HTML / toc_files()[0], one, *notebook_pages()]
+
+
+@pytest.mark.parametrize("width,height", [(1300, 2200), (400, 2600)])
+def test_screenshots_at_desktop_and_phone_widths(browser, width, height):
+    """test-artifacts/w<width>_<page>.png for the landing page, one theory page and every notebook page."""
+    from PIL import Image
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for page in _reader_pages():
+        out = ARTIFACTS / f"w{width}_{'intro' if page == HTML / toc_files()[0] else page.stem}.png"
+        out.unlink(missing_ok=True)
+        browser.open(page, width, height)
+        browser.screenshot(out)
+        with Image.open(out) as im:
+            lo, hi = im.convert("L").getextrema()
+            assert im.size == (width, height) and hi - lo > 100, f"{out.name} looks blank ({im.size}, {lo}..{hi})"
+
+
+# Elements of the article that stick out to the right of the window, unless a box that scrolls sideways holds them
+# (MathJax's copy of each formula for screen readers, mjx-assistive-mml, is clipped to nothing: not counted).
+OVERFLOW = """(() => {
+  const W = document.documentElement.clientWidth, bad = [];
+  const article = document.querySelector(".bd-article") || document.body;
+  for (const el of article.querySelectorAll("*")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.right <= W + 1 || el.closest("mjx-assistive-mml")) continue;
+    let held = false;
+    for (let a = el.parentElement; a && a !== article.parentElement; a = a.parentElement) {
+      const ox = getComputedStyle(a).overflowX;
+      if ((ox === "auto" || ox === "scroll") && a.getBoundingClientRect().right <= W + 1) { held = true; break; }
+    }
+    if (!held) bad.push(el.tagName.toLowerCase() + "." + String(el.className).split(" ")[0] + " ["
+                        + (el.textContent || "").trim().slice(0, 40) + "] right=" + Math.round(r.right));
+  }
+  return {width: W, innerWidth: window.innerWidth, overflowing: bad};
+})()"""
+
+
+def test_nothing_overflows_a_phone_screen(browser):
+    """On the landing page and every theory and notebook page, in a 400 px phone viewport, figures scale and tables, code and wide formulas scroll inside their own box:
+    no element of the article sticks out of the window, and the page does not grow wider than the screen."""
+    failures = []
+    for page in [HTML / toc_files()[0], *part_pages("Theory"), *notebook_pages()]:
+        browser.open(page, 400, 800)
+        r = browser.evaluate(OVERFLOW)
+        assert r["width"] == 400, f"{page.name}: viewport {r['width']} px, not 400"
+        if r["innerWidth"] > 400 or r["overflowing"]:
+            failures.append(f"{page.relative_to(HTML)}: page {r['innerWidth']} px wide; "
+                            + "; ".join(r["overflowing"][:6]))
+    assert not failures, "wider than a phone screen:\n" + "\n".join(failures)
