@@ -14,7 +14,7 @@ from diffrep_lite.diffreps import SirenImage
 
 CFG, LABEL, N = 3.0, 3, 16
 RUNS = {"ddr": dict(steps=30, solver="cg", solver_iters=4, fit_iters=6),
-        "sjc": dict(steps=30, lr=1e-3, optimizer="adamax"), "sds": dict(steps=30, lr=1e-3),
+        "sjc": dict(steps=30, lr=1e-3, optimizer="adamax"), "sds": dict(steps=30, lr=3e-3),
         "reference": dict(steps=30)}
 
 
