@@ -20,9 +20,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.func import jacrev, jvp, vjp
+from torch.func import jacrev, jvp, vjp, vmap
 
-__all__ = ["solve", "SOLVERS", "dense_solve", "cg_solve", "adam_solve", "gd_solve"]
+__all__ = ["solve", "SOLVERS", "dense_solve", "cg_solve", "adam_solve", "gd_solve", "KroneckerPreconditioner",
+           "JacobiPreconditioner", "hutchinson_diagonal", "PRECONDITIONERS", "preconditioner"]
 
 Params = dict[str, torch.Tensor]
 
@@ -46,14 +47,28 @@ def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def cg_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 20, damping: float = 0.0,
-             tol: float = 0.0, **_) -> Params:
-    """CGLS for ``min ||J d - v||^2 + damping ||d||^2`` per sample, started at ``d = 0``.
+             tol: float = 0.0, precond: Callable[[Params], Params] | None = None, x0: Params | None = None,
+             check_every: int = 8, callback: Callable | None = None, **_) -> Params:
+    """CGLS for ``min ||J d - v||^2 + damping ||d||^2`` per sample, preconditioned by ``precond``.
 
-    With ``damping = 0`` and ``J^T J`` singular, the iterates stay in ``range(J^T)`` and converge to the
-    minimum-norm solution ``J^+ v``. At most ``iters`` iterations, costing one jvp and one vjp each (plus
-    one vjp). A sample stops updating once ``||J^T r||`` reaches round-off (about ``100 eps ||J|| ||r||``,
-    or ``100 eps ||J^T v||``), and the loop ends when every sample has; ``tol`` stops early (all samples)
-    once ``||J^T r|| <= tol * ||J^T v||``.
+    ``iters`` counts Jacobian-product pairs: ``iters`` jvps and ``iters`` vjps (the ``J^T r`` after the last
+    step would only feed a next step, so it is not computed). A warm start ``x0`` costs one more jvp.
+
+    * Without ``precond``, started at ``d = 0`` and with ``damping = 0``, the iterates stay in ``range(J^T)``
+      and converge to the minimum-norm solution ``J^+ v`` when ``J^T J`` is singular.
+    * ``precond``: a symmetric positive definite ``M^{-1}`` as a function ``s -> M^{-1} s`` on parameter dicts
+      (an approximation of ``(J^T J)^{-1}``, e.g. :class:`KroneckerPreconditioner`): conjugate gradients on the
+      normal equations in the ``M`` inner product. Same least-squares solutions; in the singular case the
+      limit is the solution of least ``M``-norm ``d^T M d`` instead of the least Euclidean norm.
+    * ``x0``: start at ``d = x0`` (e.g. the previous solve's answer); the iterates then converge to the
+      solution nearest ``x0`` in the singular case.
+
+    A sample stops updating once ``||J^T r||`` reaches round-off (about ``100 eps ||J|| ||r||``, or
+    ``100 eps ||J^T v||``). The loop ends early when every sample has stopped, or when ``tol > 0`` and
+    ``||J^T r|| <= tol * ||J^T v||`` for all samples; both are checked every ``check_every`` iterations only,
+    because each check waits for the device (``check_every=0``: never, a fixed count of ``iters``).
+    ``callback(k, d, r)``, if given, is called after every step with the number ``k`` of Jacobian-product
+    pairs spent, the iterate ``d`` and its residual ``r = v - J d`` (as CGLS updates it; benchmarks use it).
     """
     params = {k: t.detach() for k, t in params.items()}
     _, vjp_fn = vjp(render, params)
@@ -64,21 +79,30 @@ def cg_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 
     def Jt(r):
         return vjp_fn(r)[0]
 
-    d = {k: torch.zeros_like(t) for k, t in params.items()}
-    r = v.detach().clone()
+    if x0 is None:
+        d = {k: torch.zeros_like(t) for k, t in params.items()}
+        r = v.detach().clone()
+    else:
+        d = {k: x0[k].detach().to(params[k]).clone() for k in params}
+        r = v.detach() - J(d)
     s = Jt(r)
-    p = {k: t.clone() for k, t in s.items()}
-    gamma = _bdot(s, s)
-    gamma0 = gamma.clone()
+    if damping and x0 is not None:
+        s = _axpy(torch.full((r.shape[0],), -damping, dtype=r.dtype, device=r.device), d, s)
+    z = s if precond is None else precond(s)
+    p = {k: t.clone() for k, t in z.items()}
+    gamma = _bdot(s, z)  # the CG coefficient: ||J^T r||^2 in the M^{-1} inner product
+    g2 = gamma if precond is None else _bdot(s, s)  # ||J^T r||^2, for the stopping rules
+    g2_0 = g2.clone()
     # A sample stops (alpha = beta = 0 from then on) once ||J^T r|| reaches round-off, ~eps ||J|| ||r||:
     # iterating past that point divides round-off by round-off and can blow the solution up (seen on
     # tall J, where r never vanishes). ||J||^2 is estimated by the largest Rayleigh quotient seen.
     floor = (100 * torch.finfo(gamma.dtype).eps) ** 2
     norm2 = torch.zeros_like(gamma)
-    active = gamma > floor * gamma0
-    for _ in range(iters):
-        if not bool(active.any()):
-            break
+    active = g2 > floor * g2_0
+    for it in range(iters):
+        if check_every and it % check_every == 0:
+            if not bool(active.any()) or (tol and it and bool(torch.all(g2 <= (tol**2) * g2_0))):
+                break
         q = J(p)
         pp = _bdot(p, p)
         den = _bdot_t(q, q) + damping * pp
@@ -86,18 +110,97 @@ def cg_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 
         alpha = torch.where(active, _safe_div(gamma, den), torch.zeros_like(gamma))
         d = _axpy(alpha, p, d)
         r = r - alpha.reshape(-1, *([1] * (r.ndim - 1))) * q
+        if callback is not None:
+            callback(it + 1, d, r)
+        if it == iters - 1:
+            break  # J^T r would only feed the next step
         s = Jt(r)
         if damping:
             s = _axpy(torch.full_like(alpha, -damping), d, s)
-        gamma_new = _bdot(s, s)
+        z = s if precond is None else precond(s)
+        gamma_new = _bdot(s, z)
         beta = torch.where(active, _safe_div(gamma_new, gamma), torch.zeros_like(gamma))
-        p = _axpy(beta, p, s)
+        p = _axpy(beta, p, z)
         gamma = torch.where(active, gamma_new, gamma)
-        scale = torch.maximum(gamma0, norm2 * (_bdot_t(r, r) + damping * _bdot(d, d)))
-        active = active & (gamma > floor * scale)
-        if tol and torch.all(gamma <= (tol**2) * gamma0):
-            break
+        g2 = torch.where(active, gamma_new if precond is None else _bdot(s, s), g2)
+        scale = torch.maximum(g2_0, norm2 * (_bdot_t(r, r) + damping * _bdot(d, d)))
+        active = active & (g2 > floor * scale)
     return d
+
+
+class KroneckerPreconditioner:
+    """``M^{-1}`` of a Kronecker-factored (K-FAC) approximation of ``J^T J`` for networks of linear layers.
+
+    For a linear layer ``u = W a + b`` inside a coordinate network (one output pixel per input
+    coordinate ``n``) the block of ``J^T J`` that belongs to ``[W, b]`` is
+    ``sum_{c,n} (g_cn g_cn^T) (x) (a~_n a~_n^T)`` with ``a~ = [a, 1]`` and ``g_cn = d f_c(n) / d u_n``. K-FAC
+    (Martens & Grosse 2015) replaces it by ``G (x) A`` with ``G = sum_{c,n} g_cn g_cn^T`` and
+    ``A = mean_n a~_n a~_n^T``, whose inverse is two small matrix inverses:
+    ``M^{-1} [dW, db] = G^{-1} [dW, db] A^{-1}`` (each factor damped by ``damping`` times its largest
+    eigenvalue). Layers are treated independently (block diagonal). For the output layer of a network the
+    factorisation is exact.
+
+    Args:
+        blocks: ``(weight_key, bias_key or None, G [B, o, o], A [B, i, i])`` per layer, ``i`` = inputs
+            (+1 with a bias); every parameter of the problem must belong to one block.
+        damping: relative damping of each factor's eigenvalues (> 0).
+
+    Calling it on a parameter-shaped dict ``s`` returns ``M^{-1} s`` (the ``precond`` of :func:`cg_solve`).
+    """
+
+    def __init__(self, blocks, damping: float = 1e-5):
+        if not damping > 0:
+            raise ValueError(f"damping must be > 0, got {damping!r}")
+        self.blocks = []
+        for wk, bk, G, A in blocks:
+            self.blocks.append((wk, bk, self._inverse(G, damping), self._inverse(A, damping)))
+
+    @staticmethod
+    def _inverse(M: torch.Tensor, damping: float) -> torch.Tensor:
+        """Damped inverse of a batch of symmetric PSD matrices (eigendecomposition in float64)."""
+        e, V = torch.linalg.eigh(M.double())
+        e = e.clamp_min(0) + damping * e.amax(-1, keepdim=True).clamp_min(torch.finfo(e.dtype).tiny)
+        return ((V / e.unsqueeze(-2)) @ V.transpose(-1, -2)).to(M.dtype)
+
+    def keys(self) -> set:
+        return {k for wk, bk, _, _ in self.blocks for k in (wk, bk) if k is not None}
+
+    def __call__(self, s: Params) -> Params:
+        out = {}
+        for wk, bk, Gi, Ai in self.blocks:
+            W = s[wk] if bk is None else torch.cat([s[wk], s[bk].unsqueeze(-1)], -1)
+            W = Gi @ W @ Ai
+            if bk is None:
+                out[wk] = W
+            else:
+                out[wk], out[bk] = W[..., :-1], W[..., -1]
+        return out
+
+
+def hutchinson_diagonal(render: Callable, params: Params, probes: int = 16,
+                        generator: torch.Generator | None = None) -> Params:
+    """Hutchinson's estimate of ``diag(J^T J)`` per sample: ``mean_j (J^T z_j)^2`` over ``probes`` Rademacher
+    vectors ``z_j`` (``probes`` vjps, vectorised with ``vmap``). Unbiased; exact for every probe when ``J``
+    has one non-zero per row and column (e.g. a diagonal ``J``)."""
+    params = {k: t.detach() for k, t in params.items()}
+    out, vjp_fn = vjp(render, params)
+    z = torch.randint(0, 2, (probes, *out.shape), generator=generator, device=out.device).to(out.dtype) * 2 - 1
+    est = vmap(vjp_fn)(z)[0]
+    return {k: (t * t).mean(0) for k, t in est.items()}
+
+
+class JacobiPreconditioner:
+    """``M^{-1} s = s / D`` with ``D`` a diagonal of ``J^T J`` (e.g. :func:`hutchinson_diagonal`), floored per
+    sample at ``floor`` times its mean so that entries the estimate puts near zero are not blown up."""
+
+    def __init__(self, diag: Params, floor: float = 1e-3):
+        self.inv = {}
+        for k, t in diag.items():
+            mean = t.flatten(1).mean(1).reshape(-1, *([1] * (t.ndim - 1)))
+            self.inv[k] = 1.0 / torch.maximum(t, floor * mean).clamp_min(torch.finfo(t.dtype).tiny)
+
+    def __call__(self, s: Params) -> Params:
+        return {k: s[k] * self.inv[k] for k in s}
 
 
 def dense_solve(render: Callable, params: Params, v: torch.Tensor, *, damping: float = 0.0, **_) -> Params:
@@ -154,6 +257,29 @@ def gd_solve(render: Callable, params: Params, v: torch.Tensor, *, lr: float = 1
     params = {k: t.detach() for k, t in params.items()}
     _, vjp_fn = vjp(render, params)
     return {k: lr * t for k, t in vjp_fn(v.detach())[0].items()}
+
+
+#: Preconditioners of the ``"cg"`` solver that DDR builds by name (``preconditioner=``), see :func:`preconditioner`.
+PRECONDITIONERS = ("jacobi", "kfac")
+
+
+def preconditioner(kind: str, diffrep, params: Params, *, probes: int = 16, generator=None):
+    """Build the named preconditioner of the pull-back at ``params``.
+
+    * ``"jacobi"``: :class:`JacobiPreconditioner` from :func:`hutchinson_diagonal` with ``probes`` vjps
+      (any diffrep).
+    * ``"kfac"``: the diffrep's :meth:`~diffrep_lite.diffreps.base.Diffrep.kfac_preconditioner` (coordinate
+      networks, :class:`~diffrep_lite.diffreps.NeuralField`); ValueError for diffreps without one.
+    """
+    if kind == "jacobi":
+        return JacobiPreconditioner(hutchinson_diagonal(diffrep.render, params, probes, generator))
+    if kind == "kfac":
+        M = diffrep.kfac_preconditioner(params)
+        if M is None:
+            raise ValueError(f"preconditioner='kfac' needs a diffrep with a K-FAC preconditioner (a NeuralField of "
+                             f"nn.Linear layers); {type(diffrep).__name__} has none: use 'jacobi' or None")
+        return M
+    raise ValueError(f"preconditioner must be one of {list(PRECONDITIONERS)} or None, got {kind!r}")
 
 
 #: Solver name -> function; the names :func:`solve` and the samplers' ``solver=`` accept.

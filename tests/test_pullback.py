@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.func import jvp
+from torch.func import jacrev, jvp
 
 from diffrep_lite.diffreps import Linear, SirenImage
-from diffrep_lite.pullback import SOLVERS, solve
+from diffrep_lite.pullback import SOLVERS, JacobiPreconditioner, hutchinson_diagonal, solve
 
 DT = torch.float64
 
@@ -180,3 +180,186 @@ def test_unknown_solver_is_rejected():
     with pytest.raises(ValueError, match="solver"):
         solve(render, params, v, solver="qr")
     assert set(SOLVERS) == {"dense", "cg", "adam", "gd"}
+
+
+# ------------------------------------------------------------------------------------ preconditioned CGLS
+def spd(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    Q = torch.randn(n, n, generator=g, dtype=DT)
+    return Q @ Q.T + 0.5 * torch.eye(n, dtype=DT)
+
+
+def matrix_precond(Minv):
+    """``s -> M^{-1} s`` for one explicit SPD matrix, as a ``precond`` of ``cg_solve``."""
+    return lambda s: {"theta": s["theta"] @ Minv.T}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_preconditioned_cg_overdetermined_matches_lstsq(seed):
+    A, v, params, render = problem(B=5, m=9, n=4, seed=seed)
+    ref = per_sample_lstsq(A, v)
+    d = solve(render, params, v, solver="cg", iters=4, precond=matrix_precond(spd(4, seed + 10)))["theta"]
+    assert rel_err(d, ref) < 1e-10
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_preconditioned_cg_underdetermined_gives_least_M_norm_solution(seed):
+    # With M^{-1} the iterates stay in M^{-1} range(A^T): the limit solves A d = v with least d^T M d,
+    # d* = M^{-1} A^T (A M^{-1} A^T)^{-1} v.
+    A, v, params, render = problem(B=4, m=3, n=8, seed=seed)
+    Minv = spd(8, seed + 20)
+    ref = (Minv @ A.T @ torch.linalg.solve(A @ Minv @ A.T, v[:, 0].T)).T
+    d = solve(render, params, v, solver="cg", iters=3, precond=matrix_precond(Minv))["theta"]
+    assert rel_err(d, ref) < 1e-9
+    # and it differs from the minimum-norm J^+ v, so the test tells them apart
+    assert rel_err(v[:, 0] @ torch.linalg.pinv(A).T, ref) > 1e-2
+
+
+@pytest.mark.parametrize("shape", [(9, 4), (3, 8)], ids=["tall", "wide"])
+def test_preconditioned_damped_cg_matches_closed_form(shape):
+    m, n = shape
+    lam = 0.3
+    A, v, params, render = problem(B=3, m=m, n=n, seed=8)
+    ref = torch.linalg.solve(A.T @ A + lam * torch.eye(n, dtype=DT), A.T @ v[:, 0].T).T
+    # exact after n steps in exact arithmetic; the preconditioned system is worse conditioned, so 3n in floats
+    d = solve(render, params, v, solver="cg", iters=3 * n, damping=lam, precond=matrix_precond(spd(n, 3)))["theta"]
+    assert rel_err(d, ref) < 1e-9
+
+
+def test_warm_start_gives_the_solution_nearest_x0():
+    A, v, params, render = problem(B=4, m=3, n=8, seed=2)
+    g = torch.Generator().manual_seed(9)
+    x0 = {"theta": torch.randn(4, 8, generator=g, dtype=DT)}
+    pinv = torch.linalg.pinv(A)
+    ref = x0["theta"] + (v[:, 0] - x0["theta"] @ A.T) @ pinv.T  # x0 + J^+ (v - J x0)
+    d = solve(render, params, v, solver="cg", iters=3, x0=x0)["theta"]
+    assert rel_err(d, ref) < 1e-10
+    At, vt, pt, rt = problem(B=4, m=9, n=4, seed=2)  # tall: the unique lstsq solution from any start
+    d = solve(rt, pt, vt, solver="cg", iters=4, x0={"theta": torch.randn(4, 4, generator=g, dtype=DT)})["theta"]
+    assert rel_err(d, per_sample_lstsq(At, vt)) < 1e-10
+
+
+class _CountingMatmul(torch.autograd.Function):
+    """``theta @ A^T`` counting its vjps (backward) and jvps."""
+
+    counts = {"jvp": 0, "vjp": 0}
+
+    @staticmethod
+    def forward(theta, A):
+        return theta @ A.T
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.A = inputs[1]
+
+    @staticmethod
+    def backward(ctx, g):
+        _CountingMatmul.counts["vjp"] += 1
+        return g @ ctx.A, None
+
+    @staticmethod
+    def jvp(ctx, t_theta, t_A):
+        _CountingMatmul.counts["jvp"] += 1
+        return t_theta @ ctx.A.T
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+@pytest.mark.parametrize("warm", [False, True])
+def test_iters_counts_jacobian_product_pairs(k, warm):
+    # iters = k costs exactly k jvps and k vjps (the J^T r after the last step is not computed); a warm
+    # start one more jvp. A 40 x 30 problem does not converge in 7 steps, so nothing stops early.
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(40, 30, generator=g, dtype=DT)
+    v = torch.randn(2, 1, 40, generator=g, dtype=DT)
+    params = {"theta": torch.zeros(2, 30, dtype=DT)}
+
+    def render(p):
+        return _CountingMatmul.apply(p["theta"], A)[:, None]
+
+    _CountingMatmul.counts.update(jvp=0, vjp=0)
+    x0 = {"theta": torch.randn(2, 30, generator=g, dtype=DT)} if warm else None
+    seen = []
+    solve(render, params, v, solver="cg", iters=k, x0=x0, callback=lambda i, d, r: seen.append(
+        (i, (r - (v - render(d))).abs().max().item())))
+    assert _CountingMatmul.counts == {"jvp": k + int(warm), "vjp": k}
+    assert [i for i, _ in seen] == list(range(1, k + 1))
+    assert max(e for _, e in seen) < 1e-10  # the callback's residual is v - J d
+
+
+def test_fixed_count_without_checks_gives_the_same_answer():
+    A, v, params, render = problem(B=3, m=20, n=12, seed=4)
+    a = solve(render, params, v, solver="cg", iters=9)["theta"]
+    b = solve(render, params, v, solver="cg", iters=9, check_every=0)["theta"]
+    assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------ Jacobi, K-FAC
+def test_hutchinson_is_exact_for_a_diagonal_jacobian_and_unbiased():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, generator=g, dtype=DT)
+    params = {"theta": torch.zeros(2, 6, dtype=DT)}
+    D = hutchinson_diagonal(Linear(torch.diag(a)).render, params, probes=3, generator=g)["theta"]
+    assert torch.allclose(D, (a * a).expand(2, 6), rtol=1e-14, atol=0)  # (a_i z_i)^2 = a_i^2 for z_i = +-1
+    A = torch.randn(5, 4, generator=g, dtype=DT)
+    m = 20000
+    D = hutchinson_diagonal(Linear(A).render, {"theta": torch.zeros(1, 4, dtype=DT)}, probes=m, generator=g)["theta"][0]
+    exact = (A * A).sum(0)
+    # Var[(sum_i z_i A_ij)^2] = 2 (sum_i A_ij^2)^2 - 2 sum_i A_ij^4: within 5 standard errors
+    sd = ((2 * exact**2 - 2 * (A**4).sum(0)) / m).sqrt()
+    assert torch.all((D - exact).abs() < 5 * sd)
+
+
+def test_jacobi_preconditioned_cg_matches_lstsq():
+    A, v, params, render = problem(B=3, m=9, n=4, seed=5)
+    pre = JacobiPreconditioner({"theta": (A * A).sum(0).expand(3, 4)})
+    d = solve(render, params, v, solver="cg", iters=4, precond=pre)["theta"]
+    assert rel_err(d, per_sample_lstsq(A, v)) < 1e-10
+
+
+def test_pixel_layer_grads_are_the_exact_per_pixel_jacobian():
+    # d f_c(n) / d [W, b] of every linear layer = g_cn [a_n, 1]^T, checked against jacrev of the render.
+    torch.manual_seed(0)
+    rep = SirenImage(3, channels=2, hidden=5, hidden_layers=1, omega_0=3.0)
+    params = rep.init_params(1, generator=torch.Generator().manual_seed(1), dtype=DT)
+    p1 = {k: t[0] for k, t in params.items()}
+    jac = jacrev(lambda p: rep._field({k: t[None] for k, t in p.items()}, rep.coords)[0])(p1)  # [N, C, *shape]
+    grads = rep.pixel_layer_grads(p1)
+    assert set(grads) == {"net.0.linear", "net.1.linear", "out"}
+    N, C = 9, 2
+    for name, (g, a) in grads.items():
+        g = g.reshape(C, N, -1)
+        want = torch.cat([jac[f"{name}.weight"], jac[f"{name}.bias"][..., None]], -1)  # [N, C, out, in + 1]
+        got = torch.einsum("cno,ni->ncoi", g, a)
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12), name
+
+
+def test_kfac_is_exact_for_one_pixel_and_matches_the_kronecker_inverse():
+    torch.manual_seed(0)
+    rep = SirenImage(1, channels=1, hidden=4, hidden_layers=1, omega_0=3.0)  # one pixel, one channel
+    params = rep.init_params(2, generator=torch.Generator().manual_seed(1), dtype=DT)
+    lam = 1e-3
+    M = rep.kfac_preconditioner(params, damping=lam)
+    for b in range(2):
+        p1 = {k: t[b] for k, t in params.items()}
+        jac = jacrev(lambda p: rep._field({k: t[None] for k, t in p.items()}, rep.coords)[0, 0, 0])(p1)
+        for (wk, bk, Gi, Ai), (name, (g, a)) in zip(M.blocks, rep.pixel_layer_grads(p1).items()):
+            Jl = torch.cat([jac[wk], jac[bk][..., None]], -1).reshape(-1)  # row of J for [W, b], row-major
+            G, A = g.T @ g, a.T @ a
+            assert torch.allclose(torch.kron(G, A), torch.outer(Jl, Jl), rtol=1e-12, atol=1e-14)  # K-FAC exact
+            Gd = G + lam * torch.linalg.eigvalsh(G).max() * torch.eye(G.shape[0], dtype=DT)
+            Ad = A + lam * torch.linalg.eigvalsh(A).max() * torch.eye(A.shape[0], dtype=DT)
+            S = torch.randn(G.shape[0], A.shape[0], dtype=DT)
+            want = torch.linalg.solve(torch.kron(Gd, Ad), S.reshape(-1)).reshape(S.shape)
+            s = {wk: S[:, :-1][None].expand(2, -1, -1), bk: S[:, -1][None].expand(2, -1)}
+            s.update({k: torch.zeros(2, *t.shape[1:], dtype=DT) for k, t in params.items() if k not in s})
+            got = M(s)
+            assert torch.allclose(torch.cat([got[wk][b], got[bk][b][:, None]], -1), want, rtol=1e-9, atol=1e-12)
+
+
+def test_kfac_preconditioned_cg_solves_a_siren_least_squares_problem():
+    # Overdetermined 12x12 SIREN (67 parameters): the preconditioned solve reaches the same optimal residual.
+    rep, params, g = tiny_siren(12, 6, 30.0)
+    v = torch.randn(2, 1, 1, 12, 12, generator=g, dtype=DT)
+    r_dense = linear_residual(rep, params, solve(rep.render, params, v, solver="dense"), v)
+    d = solve(rep.render, params, v, solver="cg", iters=200, precond=rep.kfac_preconditioner(params, damping=1e-9))
+    assert torch.allclose(linear_residual(rep, params, d, v), r_dense, rtol=1e-8, atol=0)

@@ -175,10 +175,13 @@ def test_bad_seed_generator_progress_callback(toy, method):
     (dict(solver_lr=0.0), ValueError, "solver_lr"),
     (dict(view_noise="canvas"), ValueError, "view_noise"),
     (dict(view_noise="shared"), ValueError, "view_noise"),  # the toy diffrep has no shared noise field
+    (dict(preconditioner="ilu"), ValueError, "preconditioner"),
+    (dict(preconditioner="jacobi", solver="adam"), ValueError, "preconditioner"),
+    (dict(preconditioner="kfac"), ValueError, "preconditioner"),  # Warp2D is not a network of nn.Linear layers
 ])
 def test_ddr_options(toy, kw, exc, name):
     msg = raises(exc, name, "ddr", *toy, steps=5, **kw)
-    if name in ("solver", "convention") or kw.get("view_noise") == "canvas":
+    if name in ("solver", "convention") or kw.get("view_noise") == "canvas" or kw.get("preconditioner") == "ilu":
         assert "one of" in msg  # lists the allowed values
 
 

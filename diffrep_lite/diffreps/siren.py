@@ -117,6 +117,82 @@ class NeuralField(Diffrep):
         coords = coords.to(next(iter(params.values())))
         return vmap(lambda p: functional_call(self.module, p, (coords,)))(params)
 
+    def _linear_layers(self):
+        """The ``nn.Linear`` layers ``[(name, module)]``, or None when some parameter belongs to something else."""
+        linears = [(name, m) for name, m in self.module.named_modules() if isinstance(m, nn.Linear)]
+        keys = {f"{n}.weight" for n, _ in linears} | {f"{n}.bias" for n, m in linears if m.bias is not None}
+        return linears if keys == set(self._shapes) else None
+
+    def pixel_layer_grads(self, params_one: dict, linears=None):
+        """Per-pixel quantities of every linear layer for ONE parameter set (tensors without the batch dim).
+
+        Returns ``{name: (g, a)}``: ``g`` ``[C * N, out]`` the gradients of each output channel at each pixel
+        with respect to the layer's pre-activation at that pixel (channel-major), ``a`` ``[N, in (+1)]`` the
+        layer's input at each pixel (with a column of ones when the layer has a bias). A coordinate network maps
+        each coordinate on its own, so one backward pass per output channel (``C`` passes, no weight
+        gradients) gives every ``g`` exactly: ``d f_c(n) / d W = g_cn a_n^T``. Assumes the module treats the
+        rows of its input independently (an MLP, no batch normalisation) and calls each ``nn.Linear`` once.
+        """
+        linears = self._linear_layers() if linears is None else linears
+        if linears is None:
+            raise ValueError(f"{type(self.module).__name__} has parameters outside nn.Linear layers")
+        p = {k: t.detach() for k, t in params_one.items()}
+        coords = self.coords.to(next(iter(p.values())))
+        acts, probes, hooks = {}, {}, []
+
+        def make_hook(name):
+            def hook(mod, inp, out):
+                if name in acts:
+                    raise RuntimeError(f"the layer {name!r} is called twice in one forward pass")
+                acts[name] = inp[0].detach()
+                probes[name] = torch.zeros_like(out, requires_grad=True)
+                return out + probes[name]
+            return hook
+
+        for name, m in linears:
+            hooks.append(m.register_forward_hook(make_hook(name)))
+        try:
+            with torch.enable_grad():
+                out = functional_call(self.module, p, (coords,))
+                C = out.shape[-1]
+                grads = [torch.autograd.grad(out[..., c].sum(), [probes[n] for n, _ in linears],
+                                             retain_graph=c < C - 1) for c in range(C)]
+        finally:
+            for h in hooks:
+                h.remove()
+        res = {}
+        for i, (name, m) in enumerate(linears):
+            g = torch.cat([grads[c][i].reshape(-1, m.out_features) for c in range(C)])
+            a = acts[name].reshape(-1, m.in_features)
+            if m.bias is not None:
+                a = torch.cat([a, torch.ones_like(a[:, :1])], 1)
+            res[name] = (g, a)
+        return res
+
+    def kfac_preconditioner(self, params, *, damping: float = 1e-5):
+        """The K-FAC preconditioner of the pull-back at ``params`` (:class:`~diffrep_lite.pullback.KroneckerPreconditioner`),
+        or None when some parameter is not the weight or bias of an ``nn.Linear`` layer.
+
+        Per sample and layer, from :meth:`pixel_layer_grads`: ``G = sum_{c,n} g_cn g_cn^T`` and
+        ``A = mean_n [a_n, 1][a_n, 1]^T``. Cost: about one forward and ``C`` backward passes of the network
+        per sample, plus ``O(width^3)`` eigendecompositions.
+        """
+        from ..pullback import KroneckerPreconditioner
+
+        linears = self._linear_layers()
+        if linears is None:
+            return None
+        B = next(iter(params.values())).shape[0]
+        G = {n: [] for n, _ in linears}
+        A = {n: [] for n, _ in linears}
+        for b in range(B):
+            for name, (g, a) in self.pixel_layer_grads({k: t[b] for k, t in params.items()}, linears).items():
+                G[name].append(g.T @ g)
+                A[name].append(a.T @ a / a.shape[0])
+        blocks = [(f"{n}.weight", f"{n}.bias" if m.bias is not None else None, torch.stack(G[n]), torch.stack(A[n]))
+                  for n, m in linears]
+        return KroneckerPreconditioner(blocks, damping=damping)
+
     def render(self, params, views=None):
         out = self._field(params, self.coords)  # [B, N, C]
         B, C = out.shape[0], out.shape[-1]

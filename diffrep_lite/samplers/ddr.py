@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from ..pullback import SOLVERS, solve
+from ..pullback import PRECONDITIONERS, SOLVERS, preconditioner as make_preconditioner, solve
 from ..schedule import renoise_coefficient
 from .checkpoint import load_checkpoint, save_checkpoint
 from .common import (DivergenceError, SampleResult, bcast, check_callback, check_choice, check_finite, check_positive,
@@ -83,7 +83,8 @@ def forward_update(eps: torch.Tensor, c: float, generator=None, z: torch.Tensor 
 
 def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | None = None, generator=None,
         params0=None, cond=None, guidance_scale=None, convention: str = "B", solver: str = "cg",
-        solver_iters: int = 20, damping: float = 0.0, solver_lr: float = 1e-3, fit_iters: int = 1,
+        solver_iters: int = 20, damping: float = 0.0, solver_lr: float = 1e-3, preconditioner: str | None = None,
+        fit_iters: int = 1,
         repaint_iters: int = 1, jump: int = 1, eta: float = 0.0, view_noise: str = "independent",
         progress: bool = True, callback=None,
         return_trace: bool = False, checkpoint_path=None, checkpoint_every: int = 1,
@@ -102,6 +103,11 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         solver: pull-back solver, one of ``dense``, ``cg``, ``adam``, ``gd`` (``gd`` drops the metric).
         solver_iters: CG / Adam iterations per solve; damping: Levenberg-Marquardt ``lambda``;
         solver_lr: Adam / GD learning rate.
+        preconditioner: None (default) or, for ``solver="cg"``, ``"jacobi"`` (``diag(J^T J)`` from 16 Hutchinson
+            vjps) or ``"kfac"`` (Kronecker-factored, coordinate networks such as SIRENs), rebuilt before every
+            solve (:func:`~diffrep_lite.pullback.preconditioner`). They cut the *linear* residual per CG
+            iteration, but an accurate solve can step where ``f`` is far from linear: on SIRENs K-FAC stalls the
+            Gauss-Newton fit (``benchmarks/bench_pullback.py``), hence the default None.
         fit_iters: Gauss-Newton repeats of the convention-B fit per step (>= 1).
         repaint_iters: RePaint resamplings ``U``: every level is denoised ``U`` times (>= 1; 1 = none).
         jump: RePaint jump length ``j`` (>= 1, <= steps): after each block of ``j`` levels jump back up ``j``
@@ -155,10 +161,25 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
             raise ValueError(f"{type(diffrep).__name__}.shared_noise(1) must have shape "
                              f"{(1, s.V, *prior.data_shape)}, got {tuple(probe.shape)}")
     check_positive(solver_lr, "solver_lr")
+    if preconditioner is not None:
+        check_choice(preconditioner, "preconditioner", PRECONDITIONERS)
+        if solver != "cg":
+            raise ValueError(f"preconditioner={preconditioner!r} needs solver='cg', got solver={solver!r}")
+        if preconditioner == "kfac" and getattr(diffrep, "_linear_layers", lambda: None)() is None:
+            raise ValueError(f"preconditioner='kfac' needs a NeuralField of nn.Linear layers; "
+                             f"{type(diffrep).__name__} has no K-FAC preconditioner: use 'jacobi' or None")
     check_callback(callback)
     check_progress(progress)
     _check_int(checkpoint_every, "checkpoint_every")
     solver_kw = dict(solver=solver, iters=solver_iters, damping=damping, lr=solver_lr)
+
+    def pull_back(v, i, u, fit):
+        """``J^+ v`` at the current ``params`` with the configured solver (and preconditioner)."""
+        pre = None
+        if preconditioner is not None:  # its own seeded probes: the sampler's random stream is untouched
+            g = torch.Generator(device=s.device).manual_seed(1_000_003 * i + 1009 * u + fit)
+            pre = make_preconditioner(preconditioner, diffrep, params, generator=g)
+        return solve(render, params, v, precond=pre, **solver_kw)
 
     sigmas = prior.schedule.sigma_grid(steps)
     eps, params = init_state(s, shared_noise=shared)
@@ -215,7 +236,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                 if convention == "B":
                     x0 = f + sig * (eps - eh)
                     for fit in range(fit_iters):
-                        d = solve(render, params, x0 - f, **solver_kw)
+                        d = pull_back(x0 - f, i, u, fit)
                         params = {k: params[k] + d[k] for k in params}
                         with torch.no_grad():
                             f = render(params)
@@ -223,7 +244,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                               increment=d, params=params, render=f)
                     eps = eh
                 else:
-                    d = solve(render, params, (sig_next - sig) * (eh - eps), **solver_kw)
+                    d = pull_back((sig_next - sig) * (eh - eps), i, u, 0)
                     params = {k: params[k] + d[k] for k in params}
                     with torch.no_grad():
                         f = render(params)

@@ -1,0 +1,340 @@
+#!/usr/bin/env python
+"""The pull-back solve ``min ||J d - v||``: relative residual against Jacobian-product pairs and seconds.
+
+Two problems (issue 12):
+
+* ``siren64``: a SIREN image, 64x64 RGB, 3 hidden layers of 256 (198,915 parameters), batch 2; the target is a
+  smooth image (Gaussian-blurred noise, std 0.5) minus the render, what ``x0_hat - f(theta)`` looks like.
+* ``nerf``: the latent voxel NeRF of ``bench_nerf.py --size small`` (16^3 grid, 4 channels, 4 views of 16x16),
+  batch 2, target a smooth latent image per view minus the render.
+
+Section ``linear`` (both problems): the relative residual ``||J d - v|| / ||v||`` after ``k`` pairs for
+
+* ``cgls``: :func:`diffrep_lite.pullback.cg_solve` (``iters`` = pairs; the library default);
+* ``cgls_jacobi_hutchinson{m}``: CGLS preconditioned by ``diag(J^T J)`` estimated from ``m`` Rademacher
+  probes (``m`` vjps of setup); ``cgls_jacobi_exact`` (SIREN): the exact diagonal, the best any diagonal
+  estimate can do;
+* ``cgls_kfac`` (SIREN): CGLS preconditioned by K-FAC (:meth:`~diffrep_lite.diffreps.NeuralField.kfac_preconditioner`);
+* ``varpro_cgls`` (SIREN): the output layer solved in closed form (per-channel least squares on the last
+  hidden features), CGLS on the other layers against what it leaves (variable projection);
+* ``lsqr``, ``lsmr``: ``scipy.sparse.linalg`` on a ``LinearOperator`` of jvp/vjp, one sample at a time
+  (float64 outside, float32 products; pairs counted from the calls);
+* ``adam``: the inner-Adam fit (``solver="adam"``, lr 1e-3), one forward and backward per step.
+
+Section ``sequence`` (SIREN): what DDR does with the solve. A DDR-like run (convention B, 3 Gauss-Newton fits per
+level) on an exact mixture prior of four smooth 64x64 images (scaled-linear schedule, 10 levels, the first 4
+run); per level the *nonlinear* residual ``||x0_hat - f(theta)||`` before the level and after each fit, for
+CGLS with 4 / 8 / 16 pairs, CGLS warm-started from the previous level's increment, and K-FAC (alone, with a
+backtracking line search, with Levenberg-Marquardt damping).
+
+Prints one JSON document (``--out`` also writes it). One thread, CPU:
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_pullback.py --out benchmarks/results/pullback_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from torch.func import functional_call, jvp, vjp, vmap
+
+from diffrep_lite.diffreps import SirenImage, VoxelNeRF, cameras_on_sphere
+from diffrep_lite.priors import GaussianMixture
+from diffrep_lite.pullback import adam_solve, cg_solve
+from diffrep_lite.schedule import Schedule
+
+B = 2
+
+
+def smooth_field(shape, g, width=4.0):
+    """Gaussian-blurred white noise over the last two axes, scaled to std 0.5."""
+    *lead, H, W = shape
+    z = torch.randn(int(np.prod(lead)), 1, H, W, generator=g)
+    r = int(3 * width)
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * width**2))
+    k = k / k.sum()
+    z = torch.nn.functional.pad(z, (r, r, r, r), mode="circular")
+    z = torch.nn.functional.conv2d(z, k.view(1, 1, 1, -1))
+    z = torch.nn.functional.conv2d(z, k.view(1, 1, -1, 1))
+    return (0.5 * z / z.std()).reshape(shape)
+
+
+def siren_problem(seed=0):
+    torch.manual_seed(seed)
+    rep = SirenImage(64, 3, hidden=256, hidden_layers=3)
+    assert rep.num_params() == 198915
+    g = torch.Generator().manual_seed(seed + 1)
+    params = rep.init_params(B, generator=g)
+    with torch.no_grad():
+        v = smooth_field((B, 1, 3, 64, 64), g) - rep.render(params)
+    return rep, params, v
+
+
+def nerf_problem(seed=0):
+    cams = cameras_on_sphere(4, 15.0, radius=2.0, fov=60.0)
+    rep = VoxelNeRF(cams, 16, grid=16, channels=4, n_samples=32, background="learned")
+    g = torch.Generator().manual_seed(seed + 1)
+    params = rep.init_params(B, generator=g)
+    with torch.no_grad():
+        v = smooth_field((B, 4, 4, 16, 16), g) - rep.render(params)
+    return rep, params, v
+
+
+def rel(r, v):
+    return (r.flatten(1).norm(dim=1) / v.flatten(1).norm(dim=1)).tolist()
+
+
+def true_residual(rep, params, d, v):
+    return rel(v - jvp(rep.render, (params,), (d,))[1], v)
+
+
+# ----------------------------------------------------------------------------------- CGLS family
+def run_cg(rep, params, v, iters, precond=None, setup_s=0.0, setup_products=0, **kw):
+    rows = []
+    t0 = time.perf_counter()
+
+    def cb(k, d, r):
+        rows.append({"pairs": k, "seconds": round(setup_s + time.perf_counter() - t0, 3), "rel_residual": rel(r, v)})
+
+    d = cg_solve(rep.render, params, v, iters=iters, precond=precond, callback=cb, check_every=0, **kw)
+    final = true_residual(rep, params, d, v)  # the recursion's residual, checked against a fresh jvp
+    return {"curve": rows, "setup_seconds": round(setup_s, 3), "setup_products": setup_products,
+            "final_true_rel_residual": final}
+
+
+def hutchinson_diag(rep, params, m, seed=0):
+    """``diag(J^T J) ~ mean_j (J^T z_j)^2``, ``z_j`` Rademacher: ``m`` vjps (vmapped)."""
+    out, vjp_fn = vjp(rep.render, {k: t.detach() for k, t in params.items()})
+    g = torch.Generator().manual_seed(seed)
+    Z = torch.randint(0, 2, (m, *out.shape), generator=g).to(out.dtype) * 2 - 1
+    est = vmap(vjp_fn)(Z)[0]
+    return {k: (t**2).mean(0) for k, t in est.items()}
+
+
+def exact_diag_field(rep, params):
+    """``diag(J^T J)`` of a NeuralField exactly, from the per-pixel layer gradients: ``sum_{c,n} g^2 a^2``."""
+    out = {}
+    layers = dict(rep._linear_layers())
+    for b in range(B):
+        for name, (gr, a) in rep.pixel_layer_grads({k: t[b] for k, t in params.items()}).items():
+            D = (gr**2).T @ (a**2).repeat(gr.shape[0] // a.shape[0], 1)  # [out, in(+1)]
+            if layers[name].bias is not None:
+                out.setdefault(f"{name}.weight", []).append(D[:, :-1])
+                out.setdefault(f"{name}.bias", []).append(D[:, -1])
+            else:
+                out.setdefault(f"{name}.weight", []).append(D)
+    return {k: torch.stack(t) for k, t in out.items()}
+
+
+def jacobi(D):
+    floor = {k: 1e-8 * t.flatten(1).mean(1).reshape(-1, *([1] * (t.ndim - 1))) for k, t in D.items()}
+    return lambda s: {k: s[k] / torch.maximum(D[k], floor[k]) for k in s}
+
+
+def run_varpro(rep, params, v, iters):
+    """Output layer in closed form, CGLS on the hidden layers against ``(I - P) (J_h d - v)``."""
+    t0 = time.perf_counter()
+    net = {k[4:]: t for k, t in params.items() if k.startswith("net.")}
+    H = vmap(lambda p: functional_call(rep.module.net, p, (rep.coords,)))(net)
+    Q, _ = torch.linalg.qr(torch.cat([H, torch.ones_like(H[..., :1])], -1))  # [B, N, 257]
+    C = v.shape[2]
+
+    def P(r):
+        R = r.reshape(r.shape[0], C, -1).transpose(1, 2)
+        return (Q @ (Q.transpose(1, 2) @ R)).transpose(1, 2).reshape(r.shape)
+
+    hidden = [k for k in params if not k.startswith("out.")]
+    ph = {k: params[k] for k in hidden}
+    po = {k: params[k] for k in params if k.startswith("out.")}
+
+    def render_h(p):  # the render as a function of the hidden layers, projected
+        y = rep.render({**p, **po})
+        return y - P(y)
+
+    setup = time.perf_counter() - t0
+    v1 = v - P(v)
+    res = run_cg(type("R", (), {"render": staticmethod(render_h)})(), ph, v1, iters, setup_s=setup)
+    n0 = v.flatten(1).norm(dim=1)
+    n1 = v1.flatten(1).norm(dim=1)
+    for row in res["curve"]:  # residual relative to the original v (the output layer absorbs P(...))
+        row["rel_residual"] = (torch.tensor(row["rel_residual"]) * n1 / n0).tolist()
+    res["after_closed_form_output_layer"] = (n1 / n0).tolist()
+    res.pop("final_true_rel_residual")
+    return res
+
+
+# ----------------------------------------------------------------------------------- scipy, Adam
+def run_scipy(rep, params, v, method, ks):
+    from scipy.sparse.linalg import LinearOperator, lsmr, lsqr
+
+    rows = []
+    for k in ks:
+        t0 = time.perf_counter()
+        res, pairs = [], []
+        for b in range(B):
+            pb = {key: t[b:b + 1].detach() for key, t in params.items()}
+            shapes = {key: t.shape for key, t in pb.items()}
+            sizes = [t.numel() for t in pb.values()]
+            _, vjp_fn = vjp(rep.render, pb)
+            cnt = {"mv": 0, "rmv": 0}
+
+            def unflat(x):
+                parts = torch.split(torch.as_tensor(x, dtype=torch.float32), sizes)
+                return {key: parts[i].reshape(shapes[key]) for i, key in enumerate(pb)}
+
+            def mv(x):
+                cnt["mv"] += 1
+                return jvp(rep.render, (pb,), (unflat(np.ravel(x)),))[1].reshape(-1).double().numpy()
+
+            def rmv(y):
+                cnt["rmv"] += 1
+                g = vjp_fn(torch.as_tensor(np.ravel(y), dtype=torch.float32).reshape(v[b:b + 1].shape))[0]
+                return torch.cat([g[key].reshape(-1) for key in pb]).double().numpy()
+
+            A = LinearOperator((v[b].numel(), sum(sizes)), matvec=mv, rmatvec=rmv, dtype=np.float64)
+            rhs = v[b].reshape(-1).double().numpy()
+            fn = lsqr if method == "lsqr" else lsmr
+            x = fn(A, rhs, atol=0, btol=0, conlim=0, iter_lim=k)[0] if method == "lsqr" else \
+                fn(A, rhs, atol=0, btol=0, conlim=0, maxiter=k)[0]
+            r = rhs - A.matvec(x)
+            cnt["mv"] -= 1  # the check above is not part of the solve
+            res.append(float(np.linalg.norm(r) / np.linalg.norm(rhs)))
+            pairs.append(max(cnt["mv"], cnt["rmv"]))
+        rows.append({"pairs": max(pairs), "iter_lim": k, "seconds": round(time.perf_counter() - t0, 3),
+                     "rel_residual": res})
+    return {"curve": rows, "note": "one sample at a time; seconds for both samples"}
+
+
+def run_adam(rep, params, v, ks, lr=1e-3):
+    rows = []
+    for k in ks:
+        t0 = time.perf_counter()
+        d = adam_solve(rep.render, params, v, iters=k, lr=lr)
+        sec = time.perf_counter() - t0
+        rows.append({"steps": k, "seconds": round(sec, 3), "rel_residual": true_residual(rep, params, d, v)})
+    return {"curve": rows, "lr": lr, "note": "one forward + backward per step (about one vjp); nonlinear fit"}
+
+
+# ----------------------------------------------------------------------------------- DDR-like sequence
+def run_sequence(levels=4, n_levels=10, fits=3, configs=None):
+    rep, params, _ = siren_problem()
+    g = torch.Generator().manual_seed(5)
+    means = smooth_field((4, 3, 64, 64), g)
+    prior = GaussianMixture(torch.ones(4), means, 1e-4, schedule=Schedule.named("scaled_linear"))
+    sig = prior.schedule.sigma_grid(n_levels)
+    eps0 = torch.randn(B, 1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+
+    def nl(x0, f):
+        return [round(x, 3) for x in (x0 - f).flatten(1).norm(dim=1).tolist()]
+
+    def line_search(p, d, x0):
+        best = None
+        for a in (1.0, 0.5, 0.25, 0.125, 0.0625):
+            with torch.no_grad():
+                r = (x0 - rep.render({k: p[k] + a * d[k] for k in p})).flatten(1).norm(dim=1).max()
+            if best is None or r < best[0]:
+                best = (r, a)
+        return {k: best[1] * t for k, t in d.items()}
+
+    out = {}
+    for name, cfg in configs.items():
+        p, eps, prev = dict(params), eps0, {}
+        t0 = time.perf_counter()
+        rows = []
+        for i in range(levels):
+            with torch.no_grad():
+                f = rep.render(p)
+            s = float(sig[i])
+            eh = prior.eps((f + s * eps).flatten(0, 1), torch.full((B,), s)).reshape(f.shape)
+            x0 = f + s * (eps - eh)
+            trail = [nl(x0, f)]
+            for j in range(fits):
+                pre = rep.kfac_preconditioner(p) if cfg.get("kfac") else None
+                d = cg_solve(rep.render, p, x0 - f, iters=cfg["iters"], precond=pre, damping=cfg.get("damping", 0.0),
+                             x0=prev.get(j) if cfg.get("warm") else None)
+                prev[j] = d
+                if cfg.get("line_search"):
+                    d = line_search(p, d, x0)
+                p = {k: p[k] + d[k] for k in p}
+                with torch.no_grad():
+                    f = rep.render(p)
+                trail.append(nl(x0, f))
+            eps = eh
+            rows.append({"level": i, "sigma": round(s, 4), "nonlinear_residual_per_fit": trail})
+        out[name] = {"config": cfg, "seconds": round(time.perf_counter() - t0, 2), "levels": rows,
+                     "final_nonlinear_residual": rows[-1]["nonlinear_residual_per_fit"][-1]}
+        print(f"  sequence {name}: {out[name]['seconds']} s, per level "
+              + " | ".join("->".join(str(max(x)) for x in r["nonlinear_residual_per_fit"]) for r in rows), flush=True)
+    return out
+
+
+SEQUENCE = {
+    "cgls_4": {"iters": 4}, "cgls_8": {"iters": 8}, "cgls_16": {"iters": 16},
+    "cgls_8_warm": {"iters": 8, "warm": True},
+    "cgls_kfac_10": {"iters": 10, "kfac": True},
+    "cgls_kfac_10_line_search": {"iters": 10, "kfac": True, "line_search": True},
+    "cgls_kfac_8_damping_100": {"iters": 8, "kfac": True, "damping": 100.0},
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=40, help="largest number of pairs on the curves")
+    ap.add_argument("--sections", nargs="+", default=["linear", "sequence"], choices=["linear", "sequence"])
+    ap.add_argument("--problems", nargs="+", default=["siren64", "nerf"], choices=["siren64", "nerf"])
+    ap.add_argument("--out", help="also write the JSON here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    ks = [k for k in (2, 5, 10, 20, 40, 80) if k <= a.pairs]
+    doc = {"benchmark": "pullback", "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "platform": platform.platform(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+           "batch": B}
+    if "linear" in a.sections:
+        doc["linear"] = {}
+        for prob in a.problems:
+            rep, params, v = (siren_problem if prob == "siren64" else nerf_problem)()
+            res = {"num_params": rep.num_params(), "outputs_per_sample": v[0].numel()}
+            print(f"{prob}: {rep.num_params()} parameters, {v[0].numel()} outputs", flush=True)
+            res["cgls"] = run_cg(rep, params, v, a.pairs)
+            for m in (4, 16):
+                t0 = time.perf_counter()
+                D = hutchinson_diag(rep, params, m)
+                res[f"cgls_jacobi_hutchinson{m}"] = run_cg(rep, params, v, a.pairs, precond=jacobi(D),
+                                                           setup_s=time.perf_counter() - t0, setup_products=f"{m} vjps")
+            if prob == "siren64":
+                t0 = time.perf_counter()
+                D = exact_diag_field(rep, params)
+                res["cgls_jacobi_exact"] = run_cg(rep, params, v, a.pairs, precond=jacobi(D),
+                                                  setup_s=time.perf_counter() - t0,
+                                                  setup_products="1 forward + C backward passes per sample")
+                t0 = time.perf_counter()
+                M = rep.kfac_preconditioner(params)
+                res["cgls_kfac"] = run_cg(rep, params, v, a.pairs, precond=M, setup_s=time.perf_counter() - t0,
+                                          setup_products="1 forward + C backward passes per sample")
+                res["varpro_cgls"] = run_varpro(rep, params, v, a.pairs)
+            res["lsqr"] = run_scipy(rep, params, v, "lsqr", [k for k in ks if k <= 20])
+            res["lsmr"] = run_scipy(rep, params, v, "lsmr", [k for k in ks if k <= 20])
+            res["adam"] = run_adam(rep, params, v, ks)
+            for name, r in res.items():
+                if isinstance(r, dict) and "curve" in r:
+                    pts = {row.get("iter_lim", row.get("pairs", row.get("steps"))): (max(row["rel_residual"]), row["seconds"])
+                           for row in r["curve"]}
+                    shown = "  ".join(f"{k}: {pts[k][0]:.4f} ({pts[k][1]:.1f} s)" for k in (2, 5, 10, 20, 40) if k in pts)
+                    print(f"  {name:28s} setup {r.get('setup_seconds', 0):.2f} s  {shown}", flush=True)
+            doc["linear"][prob] = res
+    if "sequence" in a.sections:
+        doc["sequence"] = run_sequence(configs=SEQUENCE)
+    text = json.dumps(doc, indent=1)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
