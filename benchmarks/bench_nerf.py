@@ -1,8 +1,9 @@
 """Seconds per step, NFEs and peak memory of DDR vs SJC vs SDS on a latent voxel NeRF.
 
-The prior is a Stable Diffusion 1.5-shaped ``UNet2DConditionModel`` with *random* weights (no weights can be
-downloaded; the timing of a network does not depend on its weights) and random text embeddings, under
-classifier-free guidance (2 UNet passes per view). The NeRF renders 4-channel latents (SJC's ``V_SD``).
+The prior is the package's ``StableDiffusionPrior`` (built with ``from_components``) around a Stable Diffusion
+1.5-shaped ``UNet2DConditionModel`` with *random* weights (no weights can be downloaded; the timing of a network
+does not depend on its weights) and random text embeddings, under classifier-free guidance (2 UNet passes per
+view). The NeRF renders 4-channel latents (SJC's ``V_SD``).
 
 Sizes:
   ``--size paper``: SD-1.5 UNet config (860M parameters), 100^3 grid, 64x64 latent views, 200 samples per ray.
@@ -42,41 +43,26 @@ SIZES = {
 }
 
 
+#: the text condition (its embedding is random, like the UNet's weights)
+PROMPT = "a DSLR photo of a hamburger"
+#: Stable Diffusion's scheduler (DDIM with scaled-linear betas, epsilon prediction)
+SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                    prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
 def make_prior(cfg, device, dtype):
-    """A random-weight SD-shaped UNet as a diffrep-lite Prior (VE form, CFG with a random 'prompt')."""
+    """The package's :class:`~diffrep_lite.priors.StableDiffusionPrior` around a random-weight SD-shaped UNet, built
+    from components: the UNet, SD's scheduler config and random text embeddings for ``PROMPT`` and the
+    unconditional ``""`` (no text encoder, no VAE: the NeRF renders latents and nothing is decoded)."""
     from diffusers import UNet2DConditionModel
 
-    from diffrep_lite import Schedule
-    from diffrep_lite.priors.base import Prior
+    from diffrep_lite.priors import StableDiffusionPrior
 
-    class UNetPrior(Prior):
-        supports_guidance = True
-
-        def __init__(self):
-            torch.manual_seed(0)
-            self.unet = UNet2DConditionModel(**cfg["unet"]).to(device=device, dtype=dtype).eval()
-            self.schedule = Schedule.named("scaled_linear")
-            c = self.unet.config
-            self.data_shape = (c.in_channels, c.sample_size, c.sample_size)
-            self.dtype, self.device = dtype, torch.device(device)
-            g = torch.Generator().manual_seed(1)
-            self.text = torch.randn(2, 77, cfg["text_dim"], generator=g).to(device=device, dtype=dtype)  # uncond, cond
-
-        def evals_per_call(self, guidance_scale):
-            return 2 if guidance_scale not in (None, 1.0) else 1
-
-        def _eps(self, x, sigma, cond, guidance_scale):
-            t = self.schedule.timestep_of(sigma).to(x.device)
-            xin = x / torch.sqrt(1 + sigma**2).reshape(-1, 1, 1, 1)
-            B = x.shape[0]
-            if self.evals_per_call(guidance_scale) == 2:
-                emb = self.text.repeat_interleave(B, 0)
-                e = self.unet(torch.cat([xin, xin]), torch.cat([t, t]), encoder_hidden_states=emb).sample
-                eu, ec = e.chunk(2)
-                return eu + guidance_scale * (ec - eu)
-            return self.unet(xin, t, encoder_hidden_states=self.text[1:].expand(B, -1, -1)).sample
-
-    return UNetPrior()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**cfg["unet"]).to(device=device, dtype=dtype).eval()
+    g = torch.Generator().manual_seed(1)
+    text = torch.randn(2, 77, cfg["text_dim"], generator=g)
+    return StableDiffusionPrior.from_components(unet, SD_SCHEDULER, embeddings={"": text[0], PROMPT: text[1]})
 
 
 def run_one(args):
@@ -90,7 +76,7 @@ def run_one(args):
     cams = cameras_on_sphere(args.views, 15.0, radius=2.0, fov=60.0)
     nerf = VoxelNeRF(cams, cfg["res"], grid=cfg["grid"], channels=4, n_samples=cfg["n_samples"],
                      background="learned", chunk=args.chunk)
-    kw = dict(steps=args.steps, n=1, seed=0, guidance_scale=args.cfg, progress=False)
+    kw = dict(steps=args.steps, n=1, seed=0, cond=PROMPT, guidance_scale=args.cfg, progress=False)
     if args.method == "ddr":
         kw.update(solver_iters=args.cg, repaint_iters=1)
     times = []

@@ -262,3 +262,47 @@ def test_unsupported_resolution_fails_before_loading(sd_path):
     assert p.data_shape == (4, 16, 12) and (p.height, p.width) == (32, 24)
     x = torch.randn(1, 4, 16, 12)
     assert p.eps(x, 1.0, ["the cat"], 2.0).shape == x.shape and p.decode(x).shape == (1, 3, 32, 24)
+
+
+# ----------------------------------------------------------------------------- from components
+def test_from_components_with_text_encoder_equals_from_pretrained(prior, pipe):
+    comp = StableDiffusionPrior.from_components(pipe.unet, pipe.scheduler.config, text_encoder=pipe.text_encoder,
+                                                tokenizer=pipe.tokenizer, vae=pipe.vae)
+    assert comp.data_shape == prior.data_shape and (comp.height, comp.width) == (prior.height, prior.width)
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    sigma = torch.tensor([0.7, 3.0])
+    assert torch.equal(comp.eps(x, sigma, PROMPTS, 7.5), prior.eps(x, sigma, PROMPTS, 7.5))
+
+
+def test_from_components_with_embeddings_and_no_vae(prior, pipe):
+    emb = prior.embed(["", "the cat"])
+    comp = StableDiffusionPrior.from_components(pipe.unet, dict(pipe.scheduler.config),
+                                                embeddings={"": emb[0], "the cat": emb[1]})
+    assert comp.text_encoder is None and comp.vae is None
+    assert comp.data_shape == (4, 8, 8) and (comp.height, comp.width) == (64, 64)  # SD's factor 8 without a VAE
+    x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(4))
+    sigma = torch.tensor([0.2, 1.0, 9.0])
+    for g in (None, 0.0, 3.0):
+        assert torch.equal(comp.eps(x, sigma, ["the cat"] * 3, g), prior.eps(x, sigma, ["the cat"] * 3, g))
+    with pytest.raises(ValueError, match="'a dog'"):
+        comp.eps(x, sigma, ["a dog"] * 3, 3.0)
+    with pytest.raises(ValueError, match="needs a VAE"):
+        comp.decode(x)
+    with pytest.raises(ValueError, match="needs a VAE"):
+        comp.encode(torch.zeros(1, 3, 64, 64))
+    # and a sampler runs through it
+    out = dl.sample("ddr", comp, dl.diffreps.SirenImage(8, channels=4, hidden=8, hidden_layers=1), steps=2, n=1,
+                    cond="the cat", guidance_scale=3.0, solver_iters=2, progress=False)
+    assert torch.isfinite(out.x).all() and out.nfe == 4
+
+
+def test_from_components_rejects_incomplete_text_inputs(pipe):
+    cfg = pipe.scheduler.config
+    with pytest.raises(ValueError, match="embeddings"):
+        StableDiffusionPrior.from_components(pipe.unet, cfg)
+    with pytest.raises(ValueError, match="text_encoder and tokenizer together"):
+        StableDiffusionPrior.from_components(pipe.unet, cfg, text_encoder=pipe.text_encoder)
+    with pytest.raises(ValueError, match=r"embeddings\['x'\] must be \[L, 32\]"):
+        StableDiffusionPrior.from_components(pipe.unet, cfg, embeddings={"x": torch.zeros(77, 16)})
+    with pytest.raises(ValueError, match="scheduler_config"):
+        StableDiffusionPrior(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer)

@@ -147,17 +147,21 @@ def _latent_size(height, width, latent_size, vae_scale, default_latent):
 class StableDiffusionPrior(Prior):
     """A Stable Diffusion UNet (+ text encoder, + VAE for display) as a latent-space prior.
 
-    Build it with :meth:`from_pretrained` (a local pipeline folder or a hub id) or :meth:`from_pipeline`.
+    Build it with :meth:`from_pretrained` (a local pipeline folder or a hub id), :meth:`from_pipeline`, or
+    :meth:`from_components` (a UNet, a scheduler config and text embeddings or a text encoder; VAE optional).
 
     Args:
         unet: a diffusers ``UNet2DConditionModel``.
-        vae: the ``AutoencoderKL`` (only used by :meth:`decode` / :meth:`encode`).
-        text_encoder, tokenizer: the CLIP text model and its tokenizer.
+        vae: the ``AutoencoderKL`` (only used by :meth:`decode` / :meth:`encode`), or None.
+        text_encoder, tokenizer: the CLIP text model and its tokenizer, or None with ``embeddings``.
         scheduler_config: the pipeline's scheduler config (gives the training ``alphas_cumprod`` and the
             ``prediction_type``: ``epsilon``, ``v_prediction`` or ``sample``).
         latent_size: ``(h, w)`` of the latents; defaults to the UNet's ``sample_size``.
         negative_prompt: the text of the unconditional branch of classifier-free guidance (default ``""``).
         batch_size: largest number of UNet inputs per forward pass (CFG counts twice); None = all at once.
+        embeddings: ``{prompt: [L, D]}`` precomputed text embeddings (used before the text encoder; the only
+            prompts available without one).
+        vae_scale_factor: pixels per latent for ``height``/``width`` when there is no VAE (default 8).
 
     Attributes:
         data_shape: ``(C, h, w)`` latent shape (``C = 4`` for SD). ``height``, ``width``: pixel size of a
@@ -170,15 +174,23 @@ class StableDiffusionPrior(Prior):
     conditional = True
     supports_guidance = True
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config, *, latent_size=None,
-                 negative_prompt: str = "", batch_size: int | None = None):
+    def __init__(self, unet, vae=None, text_encoder=None, tokenizer=None, scheduler_config=None, *, latent_size=None,
+                 negative_prompt: str = "", batch_size: int | None = None, embeddings: dict | None = None,
+                 vae_scale_factor: int | None = None):
         ucfg = unet.config
         if getattr(ucfg, "addition_embed_type", None) is not None or getattr(ucfg, "time_cond_proj_dim", None):
             raise ValueError("this UNet needs extra conditioning inputs (SDXL / LCM style); StableDiffusionPrior "
                              "supports SD 1.x / 2.x UNets (text cross-attention only)")
-        if ucfg.in_channels != vae.config.latent_channels:
+        if scheduler_config is None:
+            raise ValueError("scheduler_config is required (the pipeline's scheduler config: betas, prediction_type)")
+        if vae is not None and ucfg.in_channels != vae.config.latent_channels:
             raise ValueError(f"the UNet takes {ucfg.in_channels} input channels but the VAE has "
                              f"{vae.config.latent_channels} latent channels (inpainting UNets are not supported)")
+        if (text_encoder is None) != (tokenizer is None):
+            raise ValueError("pass text_encoder and tokenizer together (or neither, with embeddings=)")
+        if text_encoder is None and not embeddings:
+            raise ValueError("pass a text_encoder and tokenizer, or embeddings={prompt: [L, D] tensor} for every "
+                             "prompt the prior will see (the negative prompt, '' by default, included)")
         cfg = dict(scheduler_config)
         self.prediction_type = cfg.get("prediction_type", "epsilon")
         if self.prediction_type not in PREDICTION_TYPES:
@@ -187,9 +199,13 @@ class StableDiffusionPrior(Prior):
             raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         for m in (unet, vae, text_encoder):
-            m.eval().requires_grad_(False)
+            if m is not None:
+                m.eval().requires_grad_(False)
         self.schedule = Schedule.from_config(cfg)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        if vae is not None:
+            self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        else:
+            self.vae_scale_factor = 8 if vae_scale_factor is None else int(vae_scale_factor)
         h, w = _latent_size(None, None, latent_size, self.vae_scale_factor, (ucfg.sample_size, ucfg.sample_size)
                             if isinstance(ucfg.sample_size, int) else tuple(ucfg.sample_size))
         self.data_shape = (ucfg.in_channels, h, w)
@@ -200,6 +216,33 @@ class StableDiffusionPrior(Prior):
         self.negative_prompt = negative_prompt
         self.batch_size = batch_size
         self._embeddings: dict[str, torch.Tensor] = {}
+        for prompt, e in (embeddings or {}).items():
+            if not isinstance(prompt, str):
+                raise TypeError(f"embeddings keys must be prompts (str), got {type(prompt).__name__}")
+            e = torch.as_tensor(e)
+            dim = ucfg.cross_attention_dim
+            if e.ndim != 2 or (isinstance(dim, int) and e.shape[-1] != dim):
+                raise ValueError(f"embeddings[{prompt!r}] must be [L, {ucfg.cross_attention_dim}] (the UNet's "
+                                 f"cross_attention_dim), got {list(e.shape)}")
+            self._embeddings[prompt] = e.to(self.device, self.weights_dtype)
+
+    @classmethod
+    def from_components(cls, unet, scheduler_config, *, embeddings: dict | None = None, text_encoder=None,
+                        tokenizer=None, vae=None, **kwargs) -> "StableDiffusionPrior":
+        """Build the prior from its parts, without a pipeline folder (benchmarks, tests, custom UNets).
+
+        Args:
+            unet: a diffusers ``UNet2DConditionModel`` (weights on the device and in the dtype to use).
+            scheduler_config: a scheduler config dict (``DDIMScheduler(...).config``, or read from a pipeline).
+            embeddings: ``{prompt: [L, D]}`` text embeddings for every prompt that will be used, the negative
+                prompt (``""`` by default) included, when there is no text encoder. Or:
+            text_encoder, tokenizer: a CLIP text model and tokenizer (e.g. the tiny ones of
+                :func:`~diffrep_lite.testing.make_tiny_stable_diffusion`); prompts are encoded on first use.
+            vae: optional ``AutoencoderKL``; without one :meth:`decode` / :meth:`encode` raise, and the pixel size
+                assumes ``vae_scale_factor`` (keyword, default 8 as in SD).
+            kwargs: ``latent_size``, ``negative_prompt``, ``batch_size``, ``vae_scale_factor`` as for the class.
+        """
+        return cls(unet, vae, text_encoder, tokenizer, scheduler_config, embeddings=embeddings, **kwargs)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -297,6 +340,9 @@ class StableDiffusionPrior(Prior):
         padded to ``max_length`` as in ``StableDiffusionPipeline.encode_prompt``.
         """
         new = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        if new and self.text_encoder is None:
+            raise ValueError(f"no text encoder and no embedding for the prompt {new[0]!r}: pass it in embeddings= "
+                             f"(known prompts: {sorted(self._embeddings)})")
         if new:
             tok = self.tokenizer(new, padding="max_length", max_length=self.tokenizer.model_max_length,
                                  truncation=True, return_tensors="pt")
@@ -348,6 +394,7 @@ class StableDiffusionPrior(Prior):
                 (the VAE's own range, clamped).
             batch_size: latents decoded per VAE call.
         """
+        self._need_vae("decode")
         vr = tuple(float(v) for v in value_range)
         if vr not in ((0.0, 1.0), (-1.0, 1.0)):
             raise ValueError(f"value_range must be (0, 1) or (-1, 1), got {value_range!r}")
@@ -366,6 +413,7 @@ class StableDiffusionPrior(Prior):
     def encode(self, images: torch.Tensor, *, value_range=(0.0, 1.0)) -> torch.Tensor:
         """Encode RGB images ``[B, 3, height, width]`` (in ``value_range``) to latents ``[B, C, h, w]`` (float32):
         the mean of the VAE posterior times ``scaling_factor`` — the inverse of :meth:`decode` up to the VAE's error."""
+        self._need_vae("encode")
         vr = tuple(float(v) for v in value_range)
         if vr not in ((0.0, 1.0), (-1.0, 1.0)):
             raise ValueError(f"value_range must be (0, 1) or (-1, 1), got {value_range!r}")
@@ -377,6 +425,10 @@ class StableDiffusionPrior(Prior):
         if getattr(cfg, "shift_factor", None) is not None:
             z = z - cfg.shift_factor
         return (z * cfg.scaling_factor).float()
+
+    def _need_vae(self, what):
+        if self.vae is None:
+            raise ValueError(f"{what} needs a VAE; this StableDiffusionPrior was built without one (pass vae=)")
 
     def __repr__(self):
         return (f"StableDiffusionPrior(data_shape={self.data_shape}, image={self.height}x{self.width}, "
