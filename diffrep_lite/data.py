@@ -196,7 +196,7 @@ def toy_object_params(n: int, seed: int = 0, *, start: int = 0, grid: int = OBJE
 
 def object_renderer(bins: int = OBJECT_BINS, resolution: int = 16, *, grid: int = OBJECT_GRID, cameras=None, **kw):
     """The :class:`~diffrep_lite.diffreps.VoxelNeRF` that renders the toy objects: raw RGB features, the plain
-    background :data:`OBJECT_BACKGROUND`, ``2 grid`` samples per ray, cameras :func:`object_cameras` ``(bins)``
+    background ``OBJECT_BACKGROUND``, ``2 grid`` samples per ray, cameras :func:`object_cameras` ``(bins)``
     unless ``cameras`` are given. Extra keywords go to ``VoxelNeRF``."""
     from .diffreps.nerf import VoxelNeRF
 
@@ -211,7 +211,7 @@ def toy_objects(n: int, seed: int = 0, *, start: int = 0, bins: int = OBJECT_BIN
     ``[n, bins, 3, resolution, resolution]`` float32 in ``[-1, 1]``, deterministic in ``(seed, start)``.
 
     Image ``[i, b]`` is object ``start + i`` seen from bin ``b`` (azimuth ``360 b / bins``, elevation
-    :data:`OBJECT_ELEVATION`). Nothing is downloaded: the package's own voxel renderer makes them.
+    ``OBJECT_ELEVATION``). Nothing is downloaded: the package's own voxel renderer makes them.
     """
     for name, v in (("n", n), ("batch", batch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
