@@ -299,6 +299,7 @@ def main(argv=None):
         for prob in a.problems:
             rep, params, v = (siren_problem if prob == "siren64" else nerf_problem)()
             res = {"num_params": rep.num_params(), "outputs_per_sample": v[0].numel()}
+            cg_solve(rep.render, params, v, iters=2)  # warm-up: the first call pays one-off costs
             print(f"{prob}: {rep.num_params()} parameters, {v[0].numel()} outputs", flush=True)
             res["cgls"] = run_cg(rep, params, v, a.pairs)
             for m in (4, 16):
