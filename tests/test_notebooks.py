@@ -40,8 +40,8 @@ def test_papermill_ci_parameters(nb, tmp_path):
 
 #: Tiny settings for the Stable Diffusion branch of each notebook (``model_id`` set), on top of its CI parameters.
 SD_PARAMETERS = {
-    "03_siren_images": dict(cfg_scales=[3], seeds=2, steps=2, distill_steps=2, cg_iters=2, fit_iters=1,
-                            n_reference=4, siren_hidden=8, siren_layers=1, prompt="the cat"),
+    "03_siren_images": dict(cfg_scales=[3], samples=2, study_seeds=[0], nfe=2, cg_iters=2, fit_iters=1,
+                            n_reference=4, siren_hidden=8, siren_layers=1, sdi_demo_steps=0, prompt="the cat"),
     "04_panoramas": dict(sd_cfg_scales=[3.0], sd_nfe=4, sd_repaint_U=2, sd_views=2, sd_hidden=8,
                          sd_prompt="the cat"),
     "05_nerf": dict(sd_grid=6, sd_views=2, sd_steps=2, prompt="the cat"),
