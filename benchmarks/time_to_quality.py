@@ -1,0 +1,283 @@
+#!/usr/bin/env python
+"""Time to quality: sample quality against wall-clock seconds for DDR and its peers, one script, one run.
+
+Two workloads, each method timed on one thread in this process:
+
+* **SIREN images on the shipped digits model** (16x16, class 3, classifier-free guidance 3, a SIREN of 2 hidden
+  layers of 64): the KID (``diffrep_lite.metrics``, the shipped digits feature net) of ``n`` samples against
+  ``n_ref`` reference DDIM samples of the model (50 steps, other seeds). Lower is better.
+* **The analytic 3-D toy** of notebook 05 / ``tests/test_nerf.py`` (two blob scenes, a view-conditioned
+  mixture prior, a voxel NeRF seen by 24 cameras): the PSNR of 12 held-out cameras against the nearest true
+  scene, averaged over the samples. Higher is better.
+
+DDR runs over a grid of (levels, Gauss-Newton fits, CG iterations); SJC, SDS and SDI over their step counts.
+For each workload the script finds the best quality any peer reaches, the time of that peer run, and the
+fastest DDR setting that does at least as well: the **DDR-vs-best-peer time ratio** (the issue's goal is
+<= 0.5). It also reports the reverse view (DDR's best quality and the peers' time to it).
+
+Writes the JSON to ``benchmarks/results/time_to_quality_cpu.json`` (``--quick``: ``..._quick.json``), the figure
+to ``book/figures/time_to_quality.png`` and a short summary the book includes,
+``book/figures/time_to_quality.md``. The full run takes about an hour on one CPU thread:
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py            # full
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py --quick    # a few minutes, smoke test
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FULL = {
+    "siren": dict(n=32, n_ref=128, ddr_grid=dict(levels=[5, 10, 20, 30], fits=[2, 4, 6], iters=[2, 4, 8]),
+                  peer_steps=[10, 20, 30, 60, 120, 240]),
+    "nerf": dict(n=4, ddr_grid=dict(levels=[5, 10, 20], fits=[1, 2], iters=[4, 10]), peer_steps=[40, 80, 160, 320]),
+}
+QUICK = {
+    "siren": dict(n=4, n_ref=16, ddr_grid=dict(levels=[3, 6], fits=[1, 2], iters=[2]), peer_steps=[4, 8]),
+    "nerf": dict(n=1, ddr_grid=dict(levels=[3], fits=[1], iters=[2, 4]), peer_steps=[4, 8]),
+}
+#: Settings of the methods that the grid does not vary: on SIRENs each peer's best at notebook 03's budget
+#: (``benchmarks/results/peers_sweep_siren.json``), on the toy notebook 05's.
+SIREN_KW = {"ddr": dict(solver="cg"), "sjc": dict(lr=1e-3, optimizer="adamax"), "sds": dict(lr=3e-3, t_range=[0.02, 0.98]),
+            "sdi": dict(lr=1e-3, inversion_steps=1, t_range=[0.2, 0.98], inversion_guidance_scale=None)}
+NERF_KW = {"ddr": dict(solver="cg", repaint_iters=2, eta=1.0), "sjc": dict(lr=0.05), "sds": dict(lr=0.05),
+           "sdi": dict(lr=0.05, inversion_steps=3)}
+PEERS = ("sjc", "sds", "sdi")
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def ddr_grid(grid):
+    return [dict(steps=L, fit_iters=F, solver_iters=K) for L in grid["levels"] for F in grid["fits"] for K in grid["iters"]]
+
+
+# ----------------------------------------------------------------------------------------------- workloads
+def siren_workload(cfg, log):
+    import diffrep_lite as dl
+    from diffrep_lite import metrics
+    from diffrep_lite.diffreps import SirenImage
+
+    prior = dl.priors.load_digits_prior()
+    rep = SirenImage(16, 1, hidden=64, hidden_layers=2)
+    feats = metrics.digits_features()
+    common = dict(cond=3, guidance_scale=3.0, progress=False)
+    ref = dl.sample("reference", prior, None, steps=50, n=cfg["n_ref"], seed=1000, **common).x[:, 0]
+    fref = feats(ref)
+    dl.sample("ddr", prior, rep, steps=1, n=cfg["n"], seed=0, **common)  # warm-up
+
+    def run(method, kw):
+        out, sec = timed(lambda: dl.sample(method, prior, rep, n=cfg["n"], seed=0, **common, **kw))
+        q = metrics.kid(feats(out.x[:, 0]), fref, features=None)
+        row = {"method": method, **kw, "seconds": round(sec, 3), "quality": round(q, 5), "nfe": out.nfe}
+        log(row)
+        return row
+
+    rows = [run("ddr", {**SIREN_KW["ddr"], **g}) for g in ddr_grid(cfg["ddr_grid"])]
+    rows += [run(m, {**SIREN_KW[m], "steps": s}) for m in PEERS for s in cfg["peer_steps"]]
+    own = dl.sample("reference", prior, None, steps=50, n=cfg["n"], seed=0, **common).x[:, 0]
+    floor = metrics.kid(feats(own), fref, features=None)  # the model's own samples: the noise floor of the KID
+    return {"quality": "KID (lower is better)", "lower_is_better": True, "n": cfg["n"], "n_ref": cfg["n_ref"],
+            "model": "shipped digits16", "siren": dict(hidden=64, hidden_layers=2), "cfg": 3.0, "label": 3,
+            "reference_kid_floor": round(floor, 5), "runs": rows}
+
+
+def nerf_workload(cfg, log):
+    import diffrep_lite as dl
+    from diffrep_lite.diffreps import VoxelNeRF, cameras_on_sphere
+    from diffrep_lite.priors import blob_scenes, geometric_schedule, psnr, scene_mixture
+
+    cams = cameras_on_sphere(6, [-30.0, 0.0, 30.0, 60.0], radius=2.5, fov=40.0, azimuth_offset=20.0)
+    nerf = VoxelNeRF(cams, 12, grid=8, channels=3, background=1.0, view_conds="index", init_features=0.0,
+                     n_samples=16)
+    scenes = blob_scenes(2, 8, n_blobs=2, generator=torch.Generator().manual_seed(1))
+    prior = scene_mixture(nerf, scenes, variance=1e-3, schedule=geometric_schedule(0.01, 200.0))
+    held = cameras_on_sphere(6, [15.0, 40.0], radius=2.5, fov=40.0)
+    with torch.no_grad():
+        true = nerf.render(scenes, held)
+
+    def quality(params):
+        with torch.no_grad():
+            x = nerf.render(params, held)
+        return sum(max(float(psnr(x[b], true[k]).mean()) for k in range(true.shape[0])) for b in range(x.shape[0])) / x.shape[0]
+
+    def run(method, kw):
+        out, sec = timed(lambda: dl.sample(method, prior, nerf, n=cfg["n"], seed=0, progress=False, **kw))
+        row = {"method": method, **kw, "seconds": round(sec, 3), "quality": round(quality(out.params), 3),
+               "nfe": out.nfe}
+        log(row)
+        return row
+
+    rows = [run("ddr", {**NERF_KW["ddr"], **g}) for g in ddr_grid(cfg["ddr_grid"])]
+    rows += [run(m, {**NERF_KW[m], "steps": s}) for m in PEERS for s in cfg["peer_steps"]]
+    return {"quality": "held-out PSNR, dB (higher is better)", "lower_is_better": False, "n": cfg["n"],
+            "toy": "2 blob scenes, grid 8, 24 training cameras at 12x12, 12 held-out cameras", "runs": rows}
+
+
+# ----------------------------------------------------------------------------------------------- summary
+def summarise(res):
+    """The best quality any peer reaches and DDR's time to it (and the reverse)."""
+    low = res["lower_is_better"]
+    better = (lambda a, b: a <= b) if low else (lambda a, b: a >= b)
+    best = min if low else max
+    peers = [r for r in res["runs"] if r["method"] != "ddr"]
+    ddr = [r for r in res["runs"] if r["method"] == "ddr"]
+    q_peer = best(r["quality"] for r in peers)
+    peer = min((r for r in peers if r["quality"] == q_peer), key=lambda r: r["seconds"])
+    reach = [r for r in ddr if better(r["quality"], q_peer)]
+    out = {"best_peer": {k: peer[k] for k in ("method", "steps", "seconds", "quality")}}
+    if reach:
+        d = min(reach, key=lambda r: r["seconds"])
+        out["ddr_fastest_reaching_it"] = {k: d[k] for k in ("steps", "fit_iters", "solver_iters", "seconds", "quality")}
+        out["time_ratio_ddr_over_best_peer"] = round(d["seconds"] / peer["seconds"], 3)
+        # the grid's cheapest DDR setting already beats the peer: the ratio is only an upper bound
+        out["ratio_is_upper_bound"] = d["seconds"] == min(r["seconds"] for r in ddr)
+    else:
+        out["ddr_fastest_reaching_it"] = None
+        out["time_ratio_ddr_over_best_peer"] = None
+    q_ddr = best(r["quality"] for r in ddr)
+    dbest = min((r for r in ddr if r["quality"] == q_ddr), key=lambda r: r["seconds"])
+    out["best_ddr"] = {k: dbest[k] for k in ("steps", "fit_iters", "solver_iters", "seconds", "quality")}
+    preach = [r for r in peers if better(r["quality"], q_ddr)]
+    out["peer_fastest_reaching_best_ddr"] = (
+        {k: min(preach, key=lambda r: r["seconds"])[k] for k in ("method", "steps", "seconds", "quality")}
+        if preach else None)
+    return out
+
+
+def pareto(rows, low):
+    pts = sorted(rows, key=lambda r: r["seconds"])
+    front, cur = [], None
+    for r in pts:
+        if cur is None or (r["quality"] < cur if low else r["quality"] > cur):
+            front.append(r)
+            cur = r["quality"]
+    return front
+
+
+def plot(doc, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in ("siren", "nerf") if k in doc]
+    fig, axes = plt.subplots(1, len(names), figsize=(6.2 * len(names), 4.4), squeeze=False)
+    colors = {"sjc": "tab:orange", "sds": "tab:green", "sdi": "tab:red"}
+    for ax, name in zip(axes[0], names):
+        res = doc[name]
+        low = res["lower_is_better"]
+        ddr = [r for r in res["runs"] if r["method"] == "ddr"]
+        marker = {1: "v", 2: "s", 3: "o"}
+        for F in sorted({r["fit_iters"] for r in ddr}):
+            pts = [r for r in ddr if r["fit_iters"] == F]
+            ax.scatter([r["seconds"] for r in pts], [r["quality"] for r in pts], marker=marker.get(F, "o"),
+                       color="tab:blue", alpha=0.7, label=f"DDR, {F} fit{'s' if F > 1 else ''} (levels x CG iters)")
+            for r in pts:
+                ax.annotate(f"{r['steps']}x{r['solver_iters']}", (r["seconds"], r["quality"]), fontsize=6,
+                            xytext=(3, 2), textcoords="offset points", color="tab:blue")
+        front = pareto(ddr, low)
+        ax.plot([r["seconds"] for r in front], [r["quality"] for r in front], color="tab:blue", lw=1)
+        for m in PEERS:
+            pts = sorted((r for r in res["runs"] if r["method"] == m), key=lambda r: r["steps"])
+            ax.plot([r["seconds"] for r in pts], [r["quality"] for r in pts], "-o", ms=3, color=colors[m],
+                    label=f"{m.upper()} (steps)")
+            for r in pts:
+                ax.annotate(str(r["steps"]), (r["seconds"], r["quality"]), fontsize=6, xytext=(3, -7),
+                            textcoords="offset points", color=colors[m])
+        if "reference_kid_floor" in res:
+            ax.axhline(res["reference_kid_floor"], color="k", lw=0.6, ls=":", label="model's own samples")
+        s = res["summary"]
+        ratio = s["time_ratio_ddr_over_best_peer"]
+        ax.set_title(("SIREN digits, CFG 3: KID" if name == "siren" else "3-D toy: held-out PSNR")
+                     + f"\nDDR / best peer time to its quality: {'not reached' if ratio is None else f'{ratio:.2f}'}",
+                     fontsize=9)
+        ax.set_xscale("log")
+        ax.set_xlabel("wall-clock seconds (1 CPU thread)")
+        ax.set_ylabel(res["quality"])
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"time to quality ({doc['mode']} run)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+
+
+def markdown(doc) -> str:
+    lines = [f"<!-- written by benchmarks/time_to_quality.py ({doc['mode']} run, {doc['date']}); do not edit -->", ""]
+    if doc["mode"] != "full":
+        lines += [f"**This is a `{doc['mode']}` smoke-test run at tiny sizes; the numbers below say nothing about "
+                  "quality. Rerun without `--quick` for the real figure.**", ""]
+    lines += ["| workload | best peer (its time) | fastest DDR at least as good | DDR / peer time | best DDR | "
+              "fastest peer at least as good as the best DDR |", "|---|---|---|---|---|---|"]
+    for name, label in (("siren", "SIREN digits, KID"), ("nerf", "3-D toy, held-out PSNR")):
+        if name not in doc:
+            continue
+        s = doc[name]["summary"]
+        p, d, b, pr = s["best_peer"], s["ddr_fastest_reaching_it"], s["best_ddr"], s["peer_fastest_reaching_best_ddr"]
+        fq = (lambda q: f"{q:.4f}") if name == "siren" else (lambda q: f"{q:.1f} dB")
+        sec = lambda x: f"{x:.3g} s"  # noqa: E731
+        ddr_txt = "not reached" if d is None else \
+            f"{d['steps']} levels x {d['fit_iters']} fits x {d['solver_iters']} CG: {fq(d['quality'])} ({sec(d['seconds'])})"
+        ratio = "—" if s["time_ratio_ddr_over_best_peer"] is None else \
+            ("≤ " if s.get("ratio_is_upper_bound") else "") + f"{s['time_ratio_ddr_over_best_peer']:.2f}"
+        best_txt = f"{b['steps']} x {b['fit_iters']} x {b['solver_iters']}: {fq(b['quality'])} ({sec(b['seconds'])})"
+        pr_txt = "none" if pr is None else f"{pr['method'].upper()} {pr['steps']} steps: {fq(pr['quality'])} ({sec(pr['seconds'])})"
+        lines.append(f"| {label} | {p['method'].upper()} {p['steps']} steps: {fq(p['quality'])} ({sec(p['seconds'])}) "
+                     f"| {ddr_txt} | {ratio} | {best_txt} | {pr_txt} |")
+    lines += ["", "DDR's time is that of the cheapest setting of its grid that reaches the peer's quality; \"≤\" marks "
+              "a ratio where even the cheapest setting of the grid does better than the peer, so the true time to "
+              "the peer's quality is shorter still. One run per setting, seeds fixed, one CPU thread."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs (minutes)")
+    ap.add_argument("--workloads", nargs="+", default=["siren", "nerf"], choices=["siren", "nerf"])
+    ap.add_argument("--out", help="JSON path (default benchmarks/results/time_to_quality_cpu[_quick].json)")
+    ap.add_argument("--figure", default=str(ROOT / "book" / "figures" / "time_to_quality.png"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    cfgs = QUICK if a.quick else FULL
+    mode = "quick" if a.quick else "full"
+    import diffrep_lite as dl
+
+    sched = json.loads((Path(dl.__file__).parent / "models" / "digits16" / "scheduler_config.json").read_text())
+    doc = {"benchmark": "time_to_quality", "mode": mode, "date": datetime.date.today().isoformat(),
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
+           "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg(),
+           "digits16_beta_schedule": sched.get("beta_schedule"), "settings": cfgs}
+
+    def log(row):
+        print(json.dumps(row), flush=True)
+
+    for name in a.workloads:
+        res = (siren_workload if name == "siren" else nerf_workload)(cfgs[name], log)
+        res["summary"] = summarise(res)
+        print(json.dumps({name: res["summary"]}), flush=True)
+        doc[name] = res
+    doc["load_average_end"] = os.getloadavg()
+    out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / f"time_to_quality_cpu{'_quick' if a.quick else ''}.json"
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    fig = Path(a.figure)
+    plot(doc, fig)
+    fig.with_suffix(".md").write_text(markdown(doc))
+    print(f"wrote {out}, {fig} and {fig.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
