@@ -12,8 +12,9 @@ Section ``linear`` (both problems): the relative residual ``||J d - v|| / ||v||`
 
 * ``cgls``: :func:`diffrep_lite.pullback.cg_solve` (``iters`` = pairs; the library default);
 * ``cgls_jacobi_hutchinson{m}``: CGLS preconditioned by ``diag(J^T J)`` estimated from ``m`` Rademacher
-  probes (``m`` vjps of setup); ``cgls_jacobi_exact`` (SIREN): the exact diagonal, the best any diagonal
-  estimate can do;
+  probes (``m`` vjps of setup; :func:`~diffrep_lite.pullback.hutchinson_diagonal`,
+  :class:`~diffrep_lite.pullback.JacobiPreconditioner`); ``cgls_jacobi_exact`` (SIREN): the exact diagonal,
+  the best any diagonal estimate can do;
 * ``cgls_kfac`` (SIREN): CGLS preconditioned by K-FAC (:meth:`~diffrep_lite.diffreps.NeuralField.kfac_preconditioner`);
 * ``varpro_cgls`` (SIREN): the output layer solved in closed form (per-channel least squares on the last
   hidden features), CGLS on the other layers against what it leaves (variable projection);
@@ -26,6 +27,9 @@ level) on an exact mixture prior of four smooth 64x64 images (scaled-linear sche
 run); per level the *nonlinear* residual ``||x0_hat - f(theta)||`` before the level and after each fit, for
 CGLS with 4 / 8 / 16 pairs, CGLS warm-started from the previous level's increment, and K-FAC (alone, with a
 backtracking line search, with Levenberg-Marquardt damping).
+
+Section ``nerf_ddr``: DDR itself on notebook 05's 3-D toy with and without the Jacobi preconditioner (held-out
+PSNR and seconds).
 
 Prints one JSON document (``--out`` also writes it). One thread, CPU:
 
@@ -45,7 +49,7 @@ from torch.func import functional_call, jvp, vjp, vmap
 
 from diffrep_lite.diffreps import SirenImage, VoxelNeRF, cameras_on_sphere
 from diffrep_lite.priors import GaussianMixture
-from diffrep_lite.pullback import adam_solve, cg_solve
+from diffrep_lite.pullback import JacobiPreconditioner, adam_solve, cg_solve, hutchinson_diagonal
 from diffrep_lite.schedule import Schedule
 
 B = 2
@@ -107,15 +111,6 @@ def run_cg(rep, params, v, iters, precond=None, setup_s=0.0, setup_products=0, *
             "final_true_rel_residual": final}
 
 
-def hutchinson_diag(rep, params, m, seed=0):
-    """``diag(J^T J) ~ mean_j (J^T z_j)^2``, ``z_j`` Rademacher: ``m`` vjps (vmapped)."""
-    out, vjp_fn = vjp(rep.render, {k: t.detach() for k, t in params.items()})
-    g = torch.Generator().manual_seed(seed)
-    Z = torch.randint(0, 2, (m, *out.shape), generator=g).to(out.dtype) * 2 - 1
-    est = vmap(vjp_fn)(Z)[0]
-    return {k: (t**2).mean(0) for k, t in est.items()}
-
-
 def exact_diag_field(rep, params):
     """``diag(J^T J)`` of a NeuralField exactly, from the per-pixel layer gradients: ``sum_{c,n} g^2 a^2``."""
     out = {}
@@ -129,11 +124,6 @@ def exact_diag_field(rep, params):
             else:
                 out.setdefault(f"{name}.weight", []).append(D)
     return {k: torch.stack(t) for k, t in out.items()}
-
-
-def jacobi(D):
-    floor = {k: 1e-8 * t.flatten(1).mean(1).reshape(-1, *([1] * (t.ndim - 1))) for k, t in D.items()}
-    return lambda s: {k: s[k] / torch.maximum(D[k], floor[k]) for k in s}
 
 
 def run_varpro(rep, params, v, iters):
@@ -273,6 +263,33 @@ def run_sequence(levels=4, n_levels=10, fits=3, configs=None):
     return out
 
 
+def run_nerf_ddr(iters=4):
+    """DDR itself on the 3-D toy of notebook 05 (20 levels, U = 2, 4 samples) with and without the Jacobi
+    preconditioner: held-out PSNR to the nearest true scene and seconds."""
+    import diffrep_lite as dl
+    from diffrep_lite.priors import blob_scenes, geometric_schedule, psnr, scene_mixture
+
+    cams = cameras_on_sphere(6, [-30.0, 0.0, 30.0, 60.0], radius=2.5, fov=40.0, azimuth_offset=20.0)
+    nerf = VoxelNeRF(cams, 12, grid=8, channels=3, background=1.0, view_conds="index", init_features=0.0, n_samples=16)
+    scenes = blob_scenes(2, 8, n_blobs=2, generator=torch.Generator().manual_seed(1))
+    prior = scene_mixture(nerf, scenes, variance=1e-3, schedule=geometric_schedule(0.01, 200.0))
+    held = cameras_on_sphere(6, [15.0, 40.0], radius=2.5, fov=40.0)
+    with torch.no_grad():
+        true = nerf.render(scenes, held)
+    out = {}
+    for pre in (None, "jacobi"):
+        t0 = time.perf_counter()
+        res = dl.sample("ddr", prior, nerf, steps=20, n=4, seed=0, repaint_iters=2, eta=1.0, solver_iters=iters,
+                        preconditioner=pre, progress=False)
+        sec = time.perf_counter() - t0
+        with torch.no_grad():
+            x = nerf.render(res.params, held)
+        q = [round(max(float(psnr(x[b], true[k]).mean()) for k in range(2)), 2) for b in range(4)]
+        out[str(pre)] = {"solver_iters": iters, "seconds": round(sec, 2), "held_out_psnr_db": q}
+        print(f"  nerf DDR preconditioner={pre}: {sec:.1f} s, held-out PSNR {q}", flush=True)
+    return out
+
+
 SEQUENCE = {
     "cgls_4": {"iters": 4}, "cgls_8": {"iters": 8}, "cgls_16": {"iters": 16},
     "cgls_8_warm": {"iters": 8, "warm": True},
@@ -285,7 +302,8 @@ SEQUENCE = {
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=40, help="largest number of pairs on the curves")
-    ap.add_argument("--sections", nargs="+", default=["linear", "sequence"], choices=["linear", "sequence"])
+    ap.add_argument("--sections", nargs="+", default=["linear", "sequence", "nerf_ddr"],
+                    choices=["linear", "sequence", "nerf_ddr"])
     ap.add_argument("--problems", nargs="+", default=["siren64", "nerf"], choices=["siren64", "nerf"])
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
@@ -304,13 +322,13 @@ def main(argv=None):
             res["cgls"] = run_cg(rep, params, v, a.pairs)
             for m in (4, 16):
                 t0 = time.perf_counter()
-                D = hutchinson_diag(rep, params, m)
-                res[f"cgls_jacobi_hutchinson{m}"] = run_cg(rep, params, v, a.pairs, precond=jacobi(D),
+                D = hutchinson_diagonal(rep.render, params, m, generator=torch.Generator().manual_seed(0))
+                res[f"cgls_jacobi_hutchinson{m}"] = run_cg(rep, params, v, a.pairs, precond=JacobiPreconditioner(D),
                                                            setup_s=time.perf_counter() - t0, setup_products=f"{m} vjps")
             if prob == "siren64":
                 t0 = time.perf_counter()
                 D = exact_diag_field(rep, params)
-                res["cgls_jacobi_exact"] = run_cg(rep, params, v, a.pairs, precond=jacobi(D),
+                res["cgls_jacobi_exact"] = run_cg(rep, params, v, a.pairs, precond=JacobiPreconditioner(D),
                                                   setup_s=time.perf_counter() - t0,
                                                   setup_products="1 forward + C backward passes per sample")
                 t0 = time.perf_counter()
@@ -330,6 +348,8 @@ def main(argv=None):
             doc["linear"][prob] = res
     if "sequence" in a.sections:
         doc["sequence"] = run_sequence(configs=SEQUENCE)
+    if "nerf_ddr" in a.sections:
+        doc["nerf_ddr"] = run_nerf_ddr()
     text = json.dumps(doc, indent=1)
     print(text)
     if a.out:
