@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.func import jacrev, jvp, vjp, vmap
+from torch.func import jacrev, jvp, vjp
 
 __all__ = ["solve", "SOLVERS", "dense_solve", "cg_solve", "adam_solve", "gd_solve", "KroneckerPreconditioner",
            "JacobiPreconditioner", "hutchinson_diagonal", "PRECONDITIONERS", "preconditioner"]
@@ -180,13 +180,17 @@ class KroneckerPreconditioner:
 def hutchinson_diagonal(render: Callable, params: Params, probes: int = 16,
                         generator: torch.Generator | None = None) -> Params:
     """Hutchinson's estimate of ``diag(J^T J)`` per sample: ``mean_j (J^T z_j)^2`` over ``probes`` Rademacher
-    vectors ``z_j`` (``probes`` vjps, vectorised with ``vmap``). Unbiased; exact for every probe when ``J``
+    vectors ``z_j`` (``probes`` vjps, one after another: ``vmap`` over them measured no faster on a SIREN and
+    slower on the voxel NeRF, ``benchmarks/bench_step_overhead.py``). Unbiased; exact for every probe when ``J``
     has one non-zero per row and column (e.g. a diagonal ``J``)."""
     params = {k: t.detach() for k, t in params.items()}
     out, vjp_fn = vjp(render, params)
-    z = torch.randint(0, 2, (probes, *out.shape), generator=generator, device=out.device).to(out.dtype) * 2 - 1
-    est = vmap(vjp_fn)(z)[0]
-    return {k: (t * t).mean(0) for k, t in est.items()}
+    acc = {k: torch.zeros_like(t) for k, t in params.items()}
+    for _ in range(probes):
+        z = torch.randint(0, 2, out.shape, generator=generator, device=out.device).to(out.dtype) * 2 - 1
+        for k, t in vjp_fn(z)[0].items():
+            acc[k] += t * t
+    return {k: t / probes for k, t in acc.items()}
 
 
 class JacobiPreconditioner:
