@@ -10,7 +10,11 @@ problem per sample. ``render`` is a function ``params -> [B, ...]``.
 
 * ``"dense"`` — builds ``J`` and solves exactly with the pseudo-inverse (tiny problems, test oracle).
 * ``"cg"`` — CGLS: conjugate gradients on the normal equations ``(J^T J + lambda I) d = J^T v``, matrix
-  free, one ``torch.func.jvp`` and one ``vjp`` per iteration.
+  free, one ``torch.func.jvp`` and one ``vjp`` per iteration; optionally preconditioned
+  (:class:`KroneckerPreconditioner` for coordinate networks, :class:`JacobiPreconditioner` from
+  :func:`hutchinson_diagonal`) or warm-started. ``benchmarks/bench_pullback.py`` measures them: the
+  preconditioners cut the linear residual per iteration, but inside DDR's Gauss-Newton fits of a SIREN the
+  plain, unpreconditioned CG from ``d = 0`` fits best (an accurate solve steps where ``f`` is not linear).
 * ``"adam"`` — the inner fit: ``iters`` Adam steps on ``||render(theta + d) - (render(theta) + v)||^2``
   from ``d = 0`` (nonlinear; only approximately the linear solution).
 * ``"gd"`` — one plain gradient step ``d = lr * J^T v``: the covector alone (what SJC/SDS use).
@@ -297,7 +301,8 @@ def solve(render: Callable, params: Params, v: torch.Tensor, *, solver: str = "c
         render: ``params -> [B, ...]`` (a diffrep's render with its views bound).
         params: the linearisation point (each tensor ``[B, ...]``).
         v: ``[B, ...]`` right-hand side, the shape of ``render(params)``.
-        solver: solver name; keyword options go to it (``iters``, ``damping``, ``lr``, ``tol``).
+        solver: solver name; keyword options go to it (``iters``, ``damping``, ``lr``, ``tol``; for ``"cg"`` also
+            ``precond``, ``x0``, ``check_every``, ``callback``, see :func:`cg_solve`).
 
     Returns:
         the increment ``d`` as a dict shaped like ``params``.
