@@ -6,6 +6,8 @@ Figures (with the shipped azimuth classifier ``objects_features``, trained on da
 
 * ``bin_accuracy``: share of samples whose predicted bin is the requested one; ``within_1_bin``; ``wrong_side``:
   share predicted >= 2 bins away (the Janus criterion of :mod:`diffrep_lite.consistency`, for single views);
+* ``noise_textured``: share of samples whose high-frequency energy (mean absolute 4-neighbour Laplacian) exceeds
+  the largest of the 2048 held-out data renders (the renders are smooth; leftover noise shows here);
 * ``kid_per_bin``: KID (classifier features) of the samples at bin b against 256 held-out objects' renders at
   bin b; ``kid_pooled``: all samples against all held-out renders; the same two numbers between 256 *training*
   objects' renders and the held-out ones are the floor (``data_floor``).
@@ -28,6 +30,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def hf_energy(x):
+    """Mean absolute 4-neighbour Laplacian of images ``[N, C, H, W]`` (interior pixels) -> ``[N]``."""
+    lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
+    return lap.abs().mean((1, 2, 3))
 
 
 def grid_png(samples, path, cols=8, scale=3, title=None):
@@ -75,7 +83,10 @@ def main(argv=None):
     fe = azimuth_features()
     floor = dict(kid_per_bin=[kid(train[:, b], held[:, b], features=fe) for b in range(bins)],
                  kid_pooled=kid(train.flatten(0, 1), held.flatten(0, 1), features=fe),
-                 bin_accuracy=float((predict_bins(held) == torch.arange(bins)).float().mean()))
+                 bin_accuracy=float((predict_bins(held) == torch.arange(bins)).float().mean()),
+                 hf_energy_max=float(hf_energy(held.flatten(0, 1)).max()),
+                 noise_textured_train=float((hf_energy(train.flatten(0, 1)) > hf_energy(held.flatten(0, 1)).max())
+                                            .float().mean()))
     prior = dl.priors.load_objects_prior(path=a.model)
     cond = [b for b in range(bins) for _ in range(a.per_bin)]
     results = []
@@ -90,6 +101,7 @@ def main(argv=None):
         res = dict(guidance_scale=g, seconds=round(dt, 1),
                    bin_accuracy=float((dist == 0).float().mean()), within_1_bin=float((dist <= 1).float().mean()),
                    wrong_side=float((dist >= 2).float().mean()),
+                   noise_textured=float((hf_energy(x.flatten(0, 1)) > floor["hf_energy_max"]).float().mean()),
                    bin_accuracy_per_bin=(dist == 0).float().mean(1).tolist(),
                    kid_per_bin=[kid(x[b], held[:, b], features=fe) for b in range(bins)],
                    kid_pooled=kid(x.flatten(0, 1), held.flatten(0, 1), features=fe))

@@ -1,21 +1,25 @@
 #!/usr/bin/env python
 """DDR vs SJC vs SDS NeRFs from the shipped view-conditioned model (``objects16``): 3-D consistency at equal NFE.
 
-Setting: the voxel NeRF of ``diffrep_lite.consistency.object_nerf`` (16^3 grid, raw RGB, the data's background)
-renders 16x16 views from the azimuth bins ``--bins`` (default the even bins 0, 2, 4, 6: 90 degrees apart);
+Setting: the voxel NeRF of ``diffrep_lite.consistency.object_nerf`` (12^3 grid, raw RGB, the data's background)
+renders 16x16 views from the azimuth bins ``--bins`` (default 0, 1, 2, 4, 5, 6; bins 3 and 7 are held out);
 each view is conditioned on its own bin, with classifier-free guidance ``--cfg``. Every method gets the same
 number of prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
 
-* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, eta 1, jump 1; CG pull-back);
-* ``ddr_no_repaint``: DDR with U = 1 and ``steps x U`` levels;
+* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, eta 1, jump 1; CG pull-back) and
+  ``view_noise="shared"``: the views' noises share their per-channel mean (``VoxelNeRF.shared_noise``);
+* ``ddr_independent``: the same with independent noise per view (the paper's setting);
+* ``ddr_no_repaint``: DDR (shared noise) with U = 1 and ``steps x U`` levels;
 * ``sjc`` (PAAS, Adamax, annealed sigmas) and ``sds`` (Adam, t in [0.02, 0.98]) with ``steps x U`` optimiser
-  steps, at the learning rate picked by ``--sweep`` (the lowest mean per-azimuth KID over all 8 bins, on
-  ``--sweep-n`` samples of another seed).
+  steps, at the (learning rate, guidance scale) picked by ``--sweep`` (the lowest mean per-azimuth KID over all 8 bins, on
+  ``--sweep-n`` samples of another seed). ``--sweep`` also tries DDR's (levels, U) at the same NFE
+  (``DDR_SWEEP``) and keeps the lowest Janus rate (ties: lowest mean KID).
 
 Scores (``diffrep_lite.consistency.evaluate_scenes``; shipped azimuth classifier ``objects_features``): every
 sample is rendered from all 8 bins; **Janus rate** = share of samples with some render predicted >= 2 bins from
 its camera's bin (over all bins, over the sampled bins, over the held-out bins); **per-azimuth KID** of the renders
-against 256 held-out objects at that bin (classifier features). Writes ``--out`` (JSON) and, with ``--png``, a
+against 256 held-out objects at that bin (classifier features); **colour spread** (how much a sample's views
+disagree on the body colour, ``consistency.colour_spread``; data objects: about 0.12). Writes ``--out`` (JSON) and, with ``--png``, a
 figure of every method's samples from all 8 bins.
 
 Usage::
@@ -35,18 +39,24 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-SWEEP = {"sjc": [0.01, 0.03, 0.1, 0.3], "sds": [0.01, 0.03, 0.1, 0.3]}
-DEFAULT_LR = {"sjc": 0.05, "sds": 0.05}
+#: (learning rate, guidance scale) pairs tried for SJC and SDS: score distillation is usually run at a high CFG
+#: (DreamFusion: 100), so the sweep gives the peers the guidance scale that suits them, not DDR's.
+SWEEP = {m: [(lr, cfg) for cfg in (3.0, 10.0, 30.0) for lr in (0.1, 0.3, 1.0)] for m in ("sjc", "sds")}
+#: DDR's RePaint settings tried at the same NFE (levels x U = 36): (levels, U)
+DDR_SWEEP = [(18, 2), (12, 3), (9, 4)]
+DEFAULT = {"sjc": dict(lr=0.05, cfg=None), "sds": dict(lr=0.05, cfg=None)}  # cfg None: --cfg
 
 
-def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=10):
+def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8):
     import diffrep_lite as dl
 
     budget = steps * repaint
     if method == "ddr":
+        kw = dict(steps=steps, repaint_iters=repaint, eta=1.0, solver_iters=solver_iters, view_noise="shared")
+    elif method == "ddr_independent":
         kw = dict(steps=steps, repaint_iters=repaint, eta=1.0, solver_iters=solver_iters)
     elif method == "ddr_no_repaint":
-        kw = dict(steps=budget, solver_iters=solver_iters)
+        kw = dict(steps=budget, solver_iters=solver_iters, view_noise="shared")
     else:
         kw = dict(steps=budget, lr=lr)
     t0 = time.perf_counter()
@@ -56,7 +66,8 @@ def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_it
 
 
 def summary(ev):
-    keep = ("janus_rate", "janus_rate_sampled", "janus_rate_heldout", "view_accuracy", "kid_sampled", "kid_heldout")
+    keep = ("janus_rate", "janus_rate_sampled", "janus_rate_heldout", "view_accuracy", "kid_sampled", "kid_heldout",
+            "kid_pooled", "colour_spread")
     d = {k: ev[k] for k in keep if k in ev}
     d["kid_per_bin"] = ev["kid_per_bin"]
     d["kid_mean"] = sum(ev["kid_per_bin"]) / len(ev["kid_per_bin"])
@@ -64,7 +75,7 @@ def summary(ev):
     return d
 
 
-def figure(renders: dict, path, per_method=4):
+def figure(renders: dict, path, per_method=4, sampled=(0, 1, 2, 4, 5, 6)):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +94,8 @@ def figure(renders: dict, path, per_method=4):
     ax.set_yticklabels(names)
     ax.set_xticks([(b + 0.5) * H for b in range(8)])
     ax.set_xticklabels([f"{45 * b}" for b in range(8)], fontsize=7)
-    ax.set_xlabel("azimuth (deg); columns 0, 90, 180, 270 were sampled, the others are held out")
+    held = [45 * b for b in range(8) if b not in sampled]
+    ax.set_xlabel(f"azimuth (deg); {held} were not sampled (held out)")
     ax.set_title("each row: one NeRF sample seen from all 8 bins", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -96,14 +108,22 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=20, help="DDR levels (NFE per view = steps x repaint)")
     ap.add_argument("--repaint", type=int, default=3)
+    ap.add_argument("--solver-iters", type=int, default=8, help="DDR's CG iterations per pull-back")
     ap.add_argument("--cfg", type=float, default=3.0)
-    ap.add_argument("--bins", type=int, nargs="+", default=[0, 2, 4, 6], help="azimuth bins the NeRF is sampled on")
-    ap.add_argument("--grid", type=int, default=16)
-    ap.add_argument("--methods", nargs="+", default=["ddr", "ddr_no_repaint", "sjc", "sds"])
+    ap.add_argument("--bins", type=int, nargs="+", default=[0, 1, 2, 4, 5, 6], help="azimuth bins the NeRF is sampled on")
+    ap.add_argument("--grid", type=int, default=12)
+    ap.add_argument("--methods", nargs="+", default=["ddr", "ddr_independent", "ddr_no_repaint", "sjc", "sds"])
     ap.add_argument("--sweep", action="store_true", help="pick SJC's and SDS's learning rates by a sweep first")
     ap.add_argument("--sweep-n", type=int, default=8)
     ap.add_argument("--sweep-seed", type=int, default=100)
-    ap.add_argument("--lr", type=float, nargs=2, default=None, metavar=("SJC", "SDS"), help="skip the sweep")
+    ap.add_argument("--lr", type=float, nargs=2, default=None, metavar=("SJC", "SDS"),
+                    help="fixed SJC / SDS learning rates (skips their sweep; --sweep then tries DDR's settings only)")
+    ap.add_argument("--peer-cfg", type=float, nargs=2, default=None, metavar=("SJC", "SDS"),
+                    help="fixed SJC / SDS guidance scales (default --cfg; with --sweep and no --lr: swept)")
+    ap.add_argument("--conditioning", choices=["bin", "null"], default="bin",
+                    help="bin: each view conditioned on its own azimuth bin (with --cfg); null: every view gets the "
+                         "null label, so the prior knows nothing of the cameras (no guidance; Janus scored up to a "
+                         "turn of the object, peers' sweep over the learning rate only, picked by pooled KID)")
     ap.add_argument("--model", default=None, help="checkpoint directory (default: the shipped objects16)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/objects_nerf_methods.json")
@@ -115,39 +135,75 @@ def main(argv=None):
     from diffrep_lite.data import toy_objects
 
     prior = dl.priors.load_objects_prior(path=a.model)
-    nerf = object_nerf(a.bins, grid=a.grid)
+    null = a.conditioning == "null"
+    if null:  # the prior is told nothing of the cameras: every view gets the null label, no guidance
+        nerf = object_nerf(a.bins, grid=a.grid, view_conds=[prior.null_label] * len(a.bins))
+        a.cfg = None
+    else:
+        nerf = object_nerf(a.bins, grid=a.grid)
+
+    def evaluate(params):
+        return evaluate_scenes(nerf, params, held, features=fe, sampled_bins=a.bins, up_to_rotation=null)
     held = toy_objects(256, 0, start=10**6)
     fe = azimuth_features()
-    lrs = dict(DEFAULT_LR) if a.lr is None else {"sjc": a.lr[0], "sds": a.lr[1]}
+    best = {m: dict(v) for m, v in DEFAULT.items()}
+    if a.lr is not None:
+        best["sjc"]["lr"], best["sds"]["lr"] = a.lr
+    if a.peer_cfg is not None:
+        best["sjc"]["cfg"], best["sds"]["cfg"] = a.peer_cfg
     sweep = {}
-    if a.sweep and a.lr is None:
+    if a.sweep:
         for m, grid in SWEEP.items():
-            if m not in a.methods:
+            if m not in a.methods or a.lr is not None:
                 continue
             sweep[m] = []
-            for lr in grid:
+            for lr, cfg in (sorted({(lr, None) for lr, _ in grid}) if null else grid):
                 out, dt, _ = run(m, prior, nerf, n=a.sweep_n, seed=a.sweep_seed, steps=a.steps, repaint=a.repaint,
-                                 cfg=a.cfg, lr=lr)
-                s = summary(evaluate_scenes(nerf, out.params, held, features=fe))
-                sweep[m].append(dict(lr=lr, seconds=round(dt, 1), kid_mean=s["kid_mean"], janus_rate=s["janus_rate"]))
-                print(m, "lr", lr, json.dumps({k: round(v, 4) for k, v in sweep[m][-1].items()}), flush=True)
-            lrs[m] = min(sweep[m], key=lambda r: r["kid_mean"])["lr"]
+                                 cfg=cfg, lr=lr)
+                s = summary(evaluate(out.params))
+                sweep[m].append(dict(lr=lr, cfg=cfg, seconds=round(dt, 1), kid_mean=s["kid_mean"],
+                                     kid_pooled=s["kid_pooled"], janus_rate=s["janus_rate"]))
+                print(m, json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in sweep[m][-1].items()}), flush=True)
+            pick = min(sweep[m], key=lambda r: r["kid_pooled" if null else "kid_mean"])
+            best[m] = dict(lr=pick["lr"], cfg=pick["cfg"])
+        if "ddr" in a.methods:
+            sweep["ddr"] = []
+            for steps, U in DDR_SWEEP:
+                if steps * U != a.steps * a.repaint:
+                    continue
+                out, dt, _ = run("ddr", prior, nerf, n=a.sweep_n, seed=a.sweep_seed, steps=steps, repaint=U, cfg=a.cfg,
+                                 solver_iters=a.solver_iters)
+                s = summary(evaluate(out.params))
+                sweep["ddr"].append(dict(steps=steps, repaint=U, seconds=round(dt, 1), kid_mean=s["kid_mean"],
+                                         janus_rate=s["janus_rate"]))
+                print("ddr", steps, "x", U, json.dumps({k: round(v, 4) for k, v in sweep["ddr"][-1].items()}), flush=True)
+            if sweep["ddr"]:
+                pick = min(sweep["ddr"], key=lambda r: (r["janus_rate"], r["kid_mean"]))
+                a.steps, a.repaint = pick["steps"], pick["repaint"]
     results, renders = {}, {}
     for m in a.methods:
-        out, dt, kw = run(m, prior, nerf, n=a.n, seed=a.seed, steps=a.steps, repaint=a.repaint, cfg=a.cfg,
-                          lr=lrs.get(m))
-        ev = evaluate_scenes(nerf, out.params, held, features=fe)
+        peer = best.get(m, {})
+        out, dt, kw = run(m, prior, nerf, n=a.n, seed=a.seed, steps=a.steps, repaint=a.repaint,
+                          cfg=peer.get("cfg") or a.cfg, lr=peer.get("lr"), solver_iters=a.solver_iters)
+        kw["guidance_scale"] = peer.get("cfg") or a.cfg
+        ev = evaluate(out.params)
         renders[m] = ev["renders"]
         results[m] = dict(nfe_per_view=out.nfe, seconds=round(dt, 1), options=kw, **summary(ev))
         print(m, json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results[m].items()
                              if k not in ("kid_per_bin", "janus", "options")}), flush=True)
-    data_floor = [dl.metrics.kid(toy_objects(64, 0, start=10**6 + 1000)[:, b], held[:, b], features=fe)
-                  for b in range(held.shape[1])]
-    doc = dict(model=a.model or "objects16 (shipped)", n=a.n, seed=a.seed, cfg=a.cfg, sampled_bins=a.bins,
-               grid=a.grid, steps=a.steps, repaint=a.repaint, lrs=lrs, sweep=sweep,
-               sweep_note=f"learning rates chosen by the lowest mean per-azimuth KID on n={a.sweep_n}, "
-                          f"seed {a.sweep_seed}" if sweep else "fixed learning rates",
-               kid_data_floor_per_bin=data_floor,
+    from diffrep_lite.consistency import colour_spread
+
+    ref = toy_objects(a.n, 0, start=10**6 + 1000)  # data objects as if they were samples: the floor of each figure
+    data_floor = dict(kid_per_bin=[dl.metrics.kid(ref[:, b], held[:, b], features=fe) for b in range(held.shape[1])],
+                      colour_spread=float(colour_spread(ref).mean()))
+    doc = dict(model=a.model or "objects16 (shipped)", conditioning=a.conditioning, n=a.n, seed=a.seed, cfg=a.cfg,
+               sampled_bins=a.bins, janus_up_to_rotation=null,
+               grid=a.grid, steps=a.steps, repaint=a.repaint,
+               peers={m: dict(lr=v["lr"], cfg=v["cfg"] or a.cfg) for m, v in best.items()}, sweep=sweep,
+               sweep_note=(f"on n={a.sweep_n} samples of seed {a.sweep_seed}: SJC/SDS (learning rate, CFG) with the lowest mean "
+                           "per-azimuth KID; DDR (levels, U) at the same NFE with the lowest Janus rate (ties: KID)")
+               if sweep else "no sweep",
+               data_floor=data_floor,
                features="objects_features (AzimuthNet penultimate layer, trained on data renders)",
                heldout="toy_objects(256, 0, start=10**6)", results=results, torch=torch.__version__,
                platform=platform.platform(), threads=torch.get_num_threads())
@@ -155,7 +211,7 @@ def main(argv=None):
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1)
     if a.png:
-        figure(renders, a.png)
+        figure(renders, a.png, sampled=a.bins)
 
 
 if __name__ == "__main__":

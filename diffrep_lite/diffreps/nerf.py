@@ -382,6 +382,23 @@ class VoxelNeRF(Diffrep):
             params["background"] = torch.zeros(n, C, **kw)
         return params
 
+    def shared_noise(self, n: int, *, generator=None, dtype=torch.float32, device="cpu") -> torch.Tensor:
+        """Per-view noise ``[n, V, C, H, W]`` whose **mean over each view's pixels** (per channel) is one draw
+        shared by all views; the rest is independent per view.
+
+        A NeRF's views are projections, not crops, so there is no one noise field to crop. What can be shared
+        is the DC component: ``eps_v = z_v - mean(z_v) + m`` with ``z_v ~ N(0, I)`` per view and one
+        ``m ~ N(0, 1 / (H W))`` per channel, so every view is still marginally exactly ``N(0, I)`` (its mean is
+        replaced by an identically distributed one). Under a schedule whose last level keeps some signal
+        (Stable Diffusion's ``scaled_linear``: ``abar_T = 0.0047``), a model reads the noise's mean as the
+        image's mean colour; independent means let every view start from its own colour, a shared mean
+        gives them one. Used by DDR's ``view_noise="shared"``.
+        """
+        H, W = self.resolution
+        z = torch.randn(n, self.n_views, self.channels, H, W, generator=generator, dtype=dtype, device=device)
+        m = torch.randn(n, 1, self.channels, 1, 1, generator=generator, dtype=dtype, device=device) / math.sqrt(H * W)
+        return z - z.mean((-2, -1), keepdim=True) + m
+
     def view_conds(self, views=None):
         """Per-view conditions: None, the given per-camera conditions (``view_conds=[...]``), camera indices
         (``view_conds="index"``) or prompt suffixes (``view_conds="prompt"``, see :func:`view_prompt`)."""
