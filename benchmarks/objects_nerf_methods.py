@@ -75,7 +75,8 @@ def summary(ev):
     return d
 
 
-def figure(renders: dict, path, per_method=4, sampled=(0, 1, 2, 4, 5, 6)):
+def figure(renders: dict, path, per_method=4, sampled=(0, 1, 2, 4, 5, 6), title=None):
+    """``per_method`` samples of every method, each seen from all 8 bins: one row a sample, 0.6 in per image."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,16 +89,16 @@ def figure(renders: dict, path, per_method=4, sampled=(0, 1, 2, 4, 5, 6)):
         rows.append(torch.cat([torch.cat(list(s), -1) for s in x], -2))  # [3, k H, 8 W]
     img = torch.cat(rows, -2)
     H = renders[names[0]].shape[-2]
-    fig, ax = plt.subplots(figsize=(8 * 0.6, len(names) * per_method * 0.6 + 0.6))
+    nb = renders[names[0]].shape[1]
+    fig, ax = plt.subplots(figsize=(nb * 0.6 + 1.8, len(names) * per_method * 0.6 + 1.2), layout="constrained")
     ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
+    for i in range(1, len(names)):
+        ax.axhline(i * per_method * H - 0.5, color="white", lw=2)
     ax.set_yticks([(i * per_method + per_method / 2) * H for i in range(len(names))])
-    ax.set_yticklabels(names)
-    ax.set_xticks([(b + 0.5) * H for b in range(8)])
-    ax.set_xticklabels([f"{45 * b}" for b in range(8)], fontsize=7)
-    held = [45 * b for b in range(8) if b not in sampled]
-    ax.set_xlabel(f"azimuth (deg); {held} were not sampled (held out)")
-    ax.set_title("each row: one NeRF sample seen from all 8 bins", fontsize=9)
-    fig.tight_layout()
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xticks([(b + 0.5) * H for b in range(nb)])
+    ax.set_xticklabels([f"{45 * b}°" + ("" if b in sampled else "\n(held out)") for b in range(nb)], fontsize=7)
+    ax.set_title(title or "each row: one NeRF sample seen from all 8 azimuths", fontsize=9)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -128,6 +129,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/objects_nerf_methods.json")
     ap.add_argument("--png", default=None)
+    ap.add_argument("--renders", default=None, help="also save every method's renders [n, 8, 3, H, W] here (torch.save)")
+    ap.add_argument("--title", default=None, help="title of the --png figure")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     import diffrep_lite as dl
@@ -210,8 +213,10 @@ def main(argv=None):
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1)
+    if a.renders:
+        torch.save(renders, a.renders)
     if a.png:
-        figure(renders, a.png, sampled=a.bins)
+        figure(renders, a.png, sampled=a.bins, title=a.title)
 
 
 if __name__ == "__main__":

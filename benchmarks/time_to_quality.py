@@ -42,7 +42,7 @@ FULL = {
     "siren": dict(n=32, n_ref=128, ddr_grid=dict(levels=[5, 10, 20, 30], fits=[2, 4, 6], iters=[2, 4, 8]),
                   peer_steps=[10, 20, 30, 60, 120, 240]),
     "nerf": dict(n=4, ddr_grid=dict(levels=[5, 10, 20], fits=[1, 2], iters=[4, 10]),
-                 peer_steps=[40, 80, 160, 320, 640, 1280]),
+                 peer_steps=[40, 80, 160, 320, 640, 1000]),
 }
 QUICK = {
     "siren": dict(n=4, n_ref=16, ddr_grid=dict(levels=[3, 6], fits=[1, 2], iters=[2]), peer_steps=[4, 8]),
