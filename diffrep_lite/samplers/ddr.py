@@ -121,7 +121,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
             a mode with less noise than one view would. The heavy modes are then chosen more often than their
             weights. Shared noise removes that bias (see ``notebooks/04_panoramas``). For a
             :class:`~diffrep_lite.diffreps.VoxelNeRF` the views share the per-channel mean of their noise
-            (:meth:`~diffrep_lite.diffreps.VoxelNeRF.shared_noise`), which a model trained on Stable Diffusion's
+            (:meth:`~diffrep_lite.diffreps.nerf.VoxelNeRF.shared_noise`), which a model trained on Stable Diffusion's
             schedule reads as the image's mean colour (see ``notebooks/05_nerf``).
         progress: tqdm progress bar on/off. callback: ``callback(step, info)`` after each level.
         return_trace: keep the renders after every level in ``result.trace["x"]`` (after a resume: the
