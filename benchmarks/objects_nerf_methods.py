@@ -110,7 +110,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20, help="DDR levels (NFE per view = steps x repaint)")
     ap.add_argument("--repaint", type=int, default=3)
     ap.add_argument("--solver-iters", type=int, default=8, help="DDR's CG iterations per pull-back")
-    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--cfg", type=float, default=3.0,
+                    help="guidance scale on the azimuth label (DDR, and the peers unless swept or --peer-cfg); below 1 "
+                         "it weakens what the prior knows of the camera (0: unconditional)")
     ap.add_argument("--bins", type=int, nargs="+", default=[0, 1, 2, 4, 5, 6], help="azimuth bins the NeRF is sampled on")
     ap.add_argument("--grid", type=int, default=12)
     ap.add_argument("--methods", nargs="+", default=["ddr", "ddr_independent", "ddr_no_repaint", "sjc", "sds"])
