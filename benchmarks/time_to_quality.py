@@ -259,10 +259,13 @@ def markdown(doc) -> str:
         pr_txt = "none" if pr is None else f"{pr['method'].upper()} {pr['steps']} steps: {fq(pr['quality'])} ({sec(pr['seconds'])})"
         lines.append(f"| {label} | {p['method'].upper()} {p['steps']} steps: {fq(p['quality'])} ({sec(p['seconds'])}) "
                      f"| {ddr_txt} | {ratio} | {best_txt} | {pr_txt} |")
+    labels = {"siren": "SIRENs", "nerf": "3-D toy"}
+    repeats = ", ".join(f"{labels[n]} {doc[n].get('timing_repeats', doc.get('timing_repeats', 1))}"
+                        for n in ("siren", "nerf") if n in doc)
     lines += ["", "DDR's time is that of the cheapest setting of its grid that reaches the peer's quality; \"≤\" marks "
               "a ratio where even the cheapest setting of the grid does better than the peer, so the true time to "
-              f"the peer's quality is shorter still. Seeds fixed, one CPU thread, the fastest of {doc.get('timing_repeats', 1)} "
-              "timed runs per setting."]
+              f"the peer's quality is shorter still. Seeds fixed, one CPU thread; timed runs per setting (the fastest "
+              f"kept): {repeats}."]
     return "\n".join(lines) + "\n"
 
 
@@ -302,8 +305,10 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
 
     for name in a.workloads:
+        load0 = os.getloadavg()
         res = (siren_workload if name == "siren" else nerf_workload)(cfgs[name], log)
         res["summary"] = summarise(res)
+        res.update(timing_repeats=REPEATS, load_average_start=load0, load_average_end=os.getloadavg())
         print(json.dumps({name: res["summary"]}), flush=True)
         doc[name] = res
     doc["load_average_end"] = os.getloadavg()
