@@ -122,13 +122,17 @@ def predict_bins(views: torch.Tensor, net: AzimuthNet | None = None, batch_size:
     return out.reshape(views.shape[:-3])
 
 
+#: A view is wrong (and its sample Janus) when its predicted bin is this many bins or more from its camera's.
+JANUS_THRESHOLD = 2
+
+
 def circular_distance(a, b, bins: int) -> torch.Tensor:
     """``min(|a - b| mod bins, bins - |a - b| mod bins)``: how many bins apart two azimuth bins are."""
     d = (torch.as_tensor(a) - torch.as_tensor(b)).remainder(bins)
     return torch.minimum(d, bins - d)
 
 
-def janus(views: torch.Tensor, bins_of_views, *, bins: int | None = None, threshold: int = 2,
+def janus(views: torch.Tensor, bins_of_views, *, bins: int | None = None, threshold: int = JANUS_THRESHOLD,
           net: AzimuthNet | None = None, up_to_rotation: bool = False) -> dict:
     """Which samples are Janus: ``views`` ``[B, V, 3, H, W]`` rendered from cameras in azimuth bins
     ``bins_of_views`` (``V`` ints).
@@ -155,7 +159,12 @@ def janus(views: torch.Tensor, bins_of_views, *, bins: int | None = None, thresh
     cam = torch.as_tensor(list(bins_of_views), dtype=torch.long)
     if cam.numel() != views.shape[1]:
         raise ValueError(f"bins_of_views must give one bin per view ({views.shape[1]}), got {cam.numel()}")
-    pred = predict_bins(views, net)
+    return _janus_of_predictions(predict_bins(views, net), cam, bins, threshold, up_to_rotation)
+
+
+def _janus_of_predictions(pred: torch.Tensor, cam: torch.Tensor, bins: int, threshold: int,
+                          up_to_rotation: bool) -> dict:
+    """:func:`janus` from the predicted bins ``pred`` ``[B, V]`` of views whose cameras are in bins ``cam``."""
     shifts = torch.arange(bins if up_to_rotation else 1)
     dist = circular_distance(pred[:, None, :], (cam[None, None, :] + shifts[None, :, None]).remainder(bins), bins)
     score = (dist >= threshold).sum(-1) * (bins * cam.numel() + 1) + dist.sum(-1)  # [B, shifts]: wrong views first
@@ -272,8 +281,14 @@ def evaluate_scenes(nerf, params: dict, data: torch.Tensor, *, sampled_bins=None
     held = [b for b in range(bins) if b not in sampled]
     with torch.no_grad():
         x = nerf.render(params, object_cameras(bins)).clamp(-1, 1).float().cpu()
-    every = janus(x, range(bins), net=net, up_to_rotation=up_to_rotation)
-    on = janus(x[:, sampled], sampled, net=net, up_to_rotation=up_to_rotation)
+    net = load_azimuth_net() if net is None else net
+    pred = predict_bins(x, net)  # one classifier pass; each Janus rate below reads its views' columns
+
+    def janus_of(views_bins):
+        cols = torch.as_tensor(views_bins, dtype=torch.long)
+        return _janus_of_predictions(pred[:, cols], cols, net.bins, JANUS_THRESHOLD, up_to_rotation)
+
+    every, on = janus_of(list(range(bins))), janus_of(sampled)
     fe = azimuth_features() if features is None else features
     kids = per_azimuth_kid(x, data, range(bins), features=fe)
     out = {"renders": x, "janus": every["janus"], "janus_rate": every["rate"], "janus_rate_sampled": on["rate"],
@@ -282,6 +297,6 @@ def evaluate_scenes(nerf, params: dict, data: torch.Tensor, *, sampled_bins=None
            "kid_pooled": kid(x.flatten(0, 1), data.flatten(0, 1), features=fe),
            "kid_sampled": sum(kids[b] for b in sampled) / len(sampled), "sampled_bins": sampled, "heldout_bins": held}
     if held:
-        out["janus_rate_heldout"] = janus(x[:, held], held, net=net, up_to_rotation=up_to_rotation)["rate"]
+        out["janus_rate_heldout"] = janus_of(held)["rate"]
         out["kid_heldout"] = sum(kids[b] for b in held) / len(held)
     return out
