@@ -65,6 +65,11 @@ def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_it
     return out, time.perf_counter() - t0, kw
 
 
+def show(tag, row: dict):
+    """Print one result row as JSON, floats rounded."""
+    print(tag, json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+
+
 def summary(ev):
     keep = ("janus_rate", "janus_rate_sampled", "janus_rate_heldout", "view_accuracy", "kid_sampled", "kid_heldout",
             "kid_pooled", "colour_spread")
@@ -168,7 +173,7 @@ def main(argv=None):
                 s = summary(evaluate(out.params))
                 sweep[m].append(dict(lr=lr, cfg=cfg, seconds=round(dt, 1), kid_mean=s["kid_mean"],
                                      kid_pooled=s["kid_pooled"], janus_rate=s["janus_rate"]))
-                print(m, json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in sweep[m][-1].items()}), flush=True)
+                show(m, sweep[m][-1])
             pick = min(sweep[m], key=lambda r: r["kid_pooled" if null else "kid_mean"])
             best[m] = dict(lr=pick["lr"], cfg=pick["cfg"])
         if "ddr" in a.methods:
@@ -181,21 +186,21 @@ def main(argv=None):
                 s = summary(evaluate(out.params))
                 sweep["ddr"].append(dict(steps=steps, repaint=U, seconds=round(dt, 1), kid_mean=s["kid_mean"],
                                          janus_rate=s["janus_rate"]))
-                print("ddr", steps, "x", U, json.dumps({k: round(v, 4) for k, v in sweep["ddr"][-1].items()}), flush=True)
+                show(f"ddr {steps} x {U}", sweep["ddr"][-1])
             if sweep["ddr"]:
                 pick = min(sweep["ddr"], key=lambda r: (r["janus_rate"], r["kid_mean"]))
                 a.steps, a.repaint = pick["steps"], pick["repaint"]
     results, renders = {}, {}
     for m in a.methods:
         peer = best.get(m, {})
+        cfg = a.cfg if peer.get("cfg") is None else peer["cfg"]
         out, dt, kw = run(m, prior, nerf, n=a.n, seed=a.seed, steps=a.steps, repaint=a.repaint,
-                          cfg=peer.get("cfg") or a.cfg, lr=peer.get("lr"), solver_iters=a.solver_iters)
-        kw["guidance_scale"] = peer.get("cfg") or a.cfg
+                          cfg=cfg, lr=peer.get("lr"), solver_iters=a.solver_iters)
+        kw["guidance_scale"] = cfg
         ev = evaluate(out.params)
         renders[m] = ev["renders"]
         results[m] = dict(nfe_per_view=out.nfe, seconds=round(dt, 1), options=kw, **summary(ev))
-        print(m, json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results[m].items()
-                             if k not in ("kid_per_bin", "janus", "options")}), flush=True)
+        show(m, {k: v for k, v in results[m].items() if k not in ("kid_per_bin", "janus", "options")})
     from diffrep_lite.consistency import colour_spread
 
     ref = toy_objects(a.n, 0, start=10**6 + 1000)  # data objects as if they were samples: the floor of each figure
@@ -204,7 +209,7 @@ def main(argv=None):
     doc = dict(model=a.model or "objects16 (shipped)", conditioning=a.conditioning, n=a.n, seed=a.seed, cfg=a.cfg,
                sampled_bins=a.bins, janus_up_to_rotation=null,
                grid=a.grid, steps=a.steps, repaint=a.repaint,
-               peers={m: dict(lr=v["lr"], cfg=v["cfg"] or a.cfg) for m, v in best.items()}, sweep=sweep,
+               peers={m: dict(lr=v["lr"], cfg=a.cfg if v["cfg"] is None else v["cfg"]) for m, v in best.items()}, sweep=sweep,
                sweep_note=(f"on n={a.sweep_n} samples of seed {a.sweep_seed}: SJC/SDS (learning rate, CFG) with the lowest mean "
                            "per-azimuth KID; DDR (levels, U) at the same NFE with the lowest Janus rate (ties: KID)")
                if sweep else "no sweep",
