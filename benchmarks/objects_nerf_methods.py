@@ -6,13 +6,13 @@ renders 16x16 views from the azimuth bins ``--bins`` (default 0, 1, 2, 4, 5, 6; 
 each view is conditioned on its own bin, with classifier-free guidance ``--cfg``. Every method gets the same
 number of prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
 
-* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, eta 1, jump 1; CG pull-back) and
+* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, eta 1, jump ``--jump``; CG pull-back) and
   ``view_noise="shared"``: the views' noises share their per-channel mean (``VoxelNeRF.shared_noise``);
 * ``ddr_independent``: the same with independent noise per view (the paper's setting);
 * ``ddr_no_repaint``: DDR (shared noise) with U = 1 and ``steps x U`` levels;
 * ``sjc`` (PAAS, Adamax, annealed sigmas) and ``sds`` (Adam, t in [0.02, 0.98]) with ``steps x U`` optimiser
   steps, at the (learning rate, guidance scale) picked by ``--sweep`` (the lowest mean per-azimuth KID over all 8 bins, on
-  ``--sweep-n`` samples of another seed). ``--sweep`` also tries DDR's (levels, U) at the same NFE
+  ``--sweep-n`` samples of another seed). ``--sweep`` also tries DDR's (levels, U, jump) at the same NFE
   (``DDR_SWEEP``) and keeps the lowest Janus rate (ties: lowest mean KID).
 
 Scores (``diffrep_lite.consistency.evaluate_scenes``; shipped azimuth classifier ``objects_features``): every
@@ -42,19 +42,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 #: (learning rate, guidance scale) pairs tried for SJC and SDS: score distillation is usually run at a high CFG
 #: (DreamFusion: 100), so the sweep gives the peers the guidance scale that suits them, not DDR's.
 SWEEP = {m: [(lr, cfg) for cfg in (3.0, 10.0, 30.0) for lr in (0.1, 0.3, 1.0)] for m in ("sjc", "sds")}
-#: DDR's RePaint settings tried at the same NFE (levels x U = 36): (levels, U)
-DDR_SWEEP = [(18, 2), (12, 3), (9, 4)]
+#: DDR's RePaint settings tried at the same NFE (levels x U = 36): (levels, U, jump). A jump of j levels
+#: re-noises further up before each repeat, so the views can reorganise coarse structure (RePaint's own default
+#: is j = 10).
+DDR_SWEEP = [(18, 2, 1), (12, 3, 1), (9, 4, 1), (6, 6, 1), (9, 4, 3), (12, 3, 4), (6, 6, 3), (6, 6, 6)]
 DEFAULT = {"sjc": dict(lr=0.05, cfg=None), "sds": dict(lr=0.05, cfg=None)}  # cfg None: --cfg
 
 
-def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8):
+def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8, jump=1):
     import diffrep_lite as dl
 
     budget = steps * repaint
     if method == "ddr":
-        kw = dict(steps=steps, repaint_iters=repaint, eta=1.0, solver_iters=solver_iters, view_noise="shared")
+        kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
+                  view_noise="shared")
     elif method == "ddr_independent":
-        kw = dict(steps=steps, repaint_iters=repaint, eta=1.0, solver_iters=solver_iters)
+        kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters)
     elif method == "ddr_no_repaint":
         kw = dict(steps=budget, solver_iters=solver_iters, view_noise="shared")
     else:
@@ -114,6 +117,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=20, help="DDR levels (NFE per view = steps x repaint)")
     ap.add_argument("--repaint", type=int, default=3)
+    ap.add_argument("--jump", type=int, default=1, help="DDR's RePaint jump length (levels)")
     ap.add_argument("--solver-iters", type=int, default=8, help="DDR's CG iterations per pull-back")
     ap.add_argument("--cfg", type=float, default=3.0,
                     help="guidance scale on the azimuth label (DDR, and the peers unless swept or --peer-cfg); below 1 "
@@ -178,24 +182,24 @@ def main(argv=None):
             best[m] = dict(lr=pick["lr"], cfg=pick["cfg"])
         if "ddr" in a.methods:
             sweep["ddr"] = []
-            for steps, U in DDR_SWEEP:
+            for steps, U, jump in DDR_SWEEP:
                 if steps * U != a.steps * a.repaint:
                     continue
                 out, dt, _ = run("ddr", prior, nerf, n=a.sweep_n, seed=a.sweep_seed, steps=steps, repaint=U, cfg=a.cfg,
-                                 solver_iters=a.solver_iters)
+                                 solver_iters=a.solver_iters, jump=jump)
                 s = summary(evaluate(out.params))
-                sweep["ddr"].append(dict(steps=steps, repaint=U, seconds=round(dt, 1), kid_mean=s["kid_mean"],
-                                         janus_rate=s["janus_rate"]))
-                show(f"ddr {steps} x {U}", sweep["ddr"][-1])
+                sweep["ddr"].append(dict(steps=steps, repaint=U, jump=jump, seconds=round(dt, 1),
+                                         kid_mean=s["kid_mean"], janus_rate=s["janus_rate"]))
+                show(f"ddr {steps} x {U} jump {jump}", sweep["ddr"][-1])
             if sweep["ddr"]:
                 pick = min(sweep["ddr"], key=lambda r: (r["janus_rate"], r["kid_mean"]))
-                a.steps, a.repaint = pick["steps"], pick["repaint"]
+                a.steps, a.repaint, a.jump = pick["steps"], pick["repaint"], pick["jump"]
     results, renders = {}, {}
     for m in a.methods:
         peer = best.get(m, {})
         cfg = a.cfg if peer.get("cfg") is None else peer["cfg"]
         out, dt, kw = run(m, prior, nerf, n=a.n, seed=a.seed, steps=a.steps, repaint=a.repaint,
-                          cfg=cfg, lr=peer.get("lr"), solver_iters=a.solver_iters)
+                          cfg=cfg, lr=peer.get("lr"), solver_iters=a.solver_iters, jump=a.jump)
         kw["guidance_scale"] = cfg
         ev = evaluate(out.params)
         renders[m] = ev["renders"]
@@ -208,10 +212,10 @@ def main(argv=None):
                       colour_spread=float(colour_spread(ref).mean()))
     doc = dict(model=a.model or "objects16 (shipped)", conditioning=a.conditioning, n=a.n, seed=a.seed, cfg=a.cfg,
                sampled_bins=a.bins, janus_up_to_rotation=null,
-               grid=a.grid, steps=a.steps, repaint=a.repaint,
+               grid=a.grid, steps=a.steps, repaint=a.repaint, jump=a.jump,
                peers={m: dict(lr=v["lr"], cfg=a.cfg if v["cfg"] is None else v["cfg"]) for m, v in best.items()}, sweep=sweep,
                sweep_note=(f"on n={a.sweep_n} samples of seed {a.sweep_seed}: SJC/SDS (learning rate, CFG) with the lowest mean "
-                           "per-azimuth KID; DDR (levels, U) at the same NFE with the lowest Janus rate (ties: KID)")
+                           "per-azimuth KID; DDR (levels, U, jump) at the same NFE with the lowest Janus rate (ties: KID)")
                if sweep else "no sweep",
                data_floor=data_floor,
                features="objects_features (AzimuthNet penultimate layer, trained on data renders)",
