@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Quality of the shipped view-conditioned model's own samples (``objects16``), per azimuth bin.
 
-50-step DDIM (the reference sampler), ``--per-bin`` samples for every azimuth bin, at each CFG scale, seeded.
+50-step DDIM (the reference sampler), ``--per-bin`` samples for every azimuth bin, at each CFG scale and each
+``--eta`` (0: the deterministic DDIM / PF-ODE sampler; 1: its stochastic DDPM-like form, fresh noise at every
+step), seeded.
 Figures (with the shipped azimuth classifier ``objects_features``, trained on data renders only):
 
 * ``bin_accuracy``: share of samples whose predicted bin is the requested one; ``within_1_bin``; ``wrong_side``:
@@ -12,7 +14,8 @@ Figures (with the shipped azimuth classifier ``objects_features``, trained on da
   bin b; ``kid_pooled``: all samples against all held-out renders; the same two numbers between 256 *training*
   objects' renders and the held-out ones are the floor (``data_floor``).
 
-Writes the JSON to ``--out`` and a PNG grid (rows = bins, 8 samples each, 48 px per image) to ``--grid``.
+Writes the JSON to ``--out`` and a PNG grid (rows = bins, 8 samples each, 48 px per image) to ``--grid`` (the last
+guidance scale, one file per eta: ``--grid`` with ``_eta1`` before the suffix for eta = 1).
 
 Usage::
 
@@ -30,12 +33,6 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-
-def hf_energy(x):
-    """Mean absolute 4-neighbour Laplacian of images ``[N, C, H, W]`` (interior pixels) -> ``[N]``."""
-    lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
-    return lap.abs().mean((1, 2, 3))
 
 
 def grid_png(samples, path, cols=8, scale=3, title=None):
@@ -66,6 +63,7 @@ def main(argv=None):
     ap.add_argument("--per-bin", type=int, default=16)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
+    ap.add_argument("--eta", type=float, nargs="+", default=[0.0, 1.0], help="sampler stochasticity (0: DDIM)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/objects_model_quality.json")
@@ -75,7 +73,7 @@ def main(argv=None):
     import diffrep_lite as dl
     from diffrep_lite.consistency import azimuth_features, circular_distance, predict_bins
     from diffrep_lite.data import OBJECT_BINS, toy_objects
-    from diffrep_lite.metrics import kid
+    from diffrep_lite.metrics import kid, laplacian_energy
 
     bins = OBJECT_BINS
     held = toy_objects(256, 0, start=10**6)
@@ -84,35 +82,37 @@ def main(argv=None):
     floor = dict(kid_per_bin=[kid(train[:, b], held[:, b], features=fe) for b in range(bins)],
                  kid_pooled=kid(train.flatten(0, 1), held.flatten(0, 1), features=fe),
                  bin_accuracy=float((predict_bins(held) == torch.arange(bins)).float().mean()),
-                 hf_energy_max=float(hf_energy(held.flatten(0, 1)).max()),
-                 noise_textured_train=float((hf_energy(train.flatten(0, 1)) > hf_energy(held.flatten(0, 1)).max())
+                 hf_energy_max=float(laplacian_energy(held.flatten(0, 1)).max()),
+                 noise_textured_train=float((laplacian_energy(train.flatten(0, 1)) > laplacian_energy(held.flatten(0, 1)).max())
                                             .float().mean()))
     prior = dl.priors.load_objects_prior(path=a.model)
     cond = [b for b in range(bins) for _ in range(a.per_bin)]
     results = []
-    for g in a.guidance:
+    for eta, g in [(eta, g) for eta in a.eta for g in a.guidance]:
         t0 = time.perf_counter()
         out = dl.sample("reference", prior, None, steps=a.steps, n=len(cond), seed=a.seed, cond=cond,
-                        guidance_scale=g, progress=False)
+                        guidance_scale=g, eta=eta, progress=False)
         dt = time.perf_counter() - t0
         x = out.x[:, 0].reshape(bins, a.per_bin, *out.x.shape[2:])  # [bins, per_bin, 3, H, W]
         pred = predict_bins(x)
         dist = circular_distance(pred, torch.arange(bins)[:, None], bins)
-        res = dict(guidance_scale=g, seconds=round(dt, 1),
+        res = dict(guidance_scale=g, eta=eta, seconds=round(dt, 1),
                    bin_accuracy=float((dist == 0).float().mean()), within_1_bin=float((dist <= 1).float().mean()),
                    wrong_side=float((dist >= 2).float().mean()),
-                   noise_textured=float((hf_energy(x.flatten(0, 1)) > floor["hf_energy_max"]).float().mean()),
+                   noise_textured=float((laplacian_energy(x.flatten(0, 1)) > floor["hf_energy_max"]).float().mean()),
                    bin_accuracy_per_bin=(dist == 0).float().mean(1).tolist(),
                    kid_per_bin=[kid(x[b], held[:, b], features=fe) for b in range(bins)],
                    kid_pooled=kid(x.flatten(0, 1), held.flatten(0, 1), features=fe))
         results.append(res)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()
                           if not isinstance(v, list)}), flush=True)
-        if a.grid:
-            grid_png(x, a.grid, title=f"objects16 samples, CFG {g:g}: row b is azimuth bin b (45 b deg); "
-                                      "bin 0 shows the face, bin 4 the tail")
+        if a.grid and g == a.guidance[-1]:
+            root, ext = os.path.splitext(a.grid)
+            grid_png(x, a.grid if eta == 0 else f"{root}_eta{eta:g}{ext}",
+                     title=f"objects16, CFG {g:g}, {'DDIM' if eta == 0 else f'eta {eta:g}'}: row b = azimuth bin b "
+                           "(45 b deg; 0 face, 4 tail)")
     doc = dict(model=a.model or "objects16 (shipped)", steps=a.steps, per_bin=a.per_bin, seed=a.seed,
-               sampler="reference (DDIM, eta 0)", features="objects_features (AzimuthNet penultimate layer)",
+               sampler="reference (DDIM; eta as in each result)", features="objects_features (AzimuthNet penultimate layer)",
                heldout="toy_objects(256, 0, start=10**6)", data_floor=floor, results=results,
                torch=torch.__version__, platform=platform.platform(), threads=torch.get_num_threads())
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)

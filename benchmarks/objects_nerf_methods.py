@@ -6,8 +6,10 @@ renders 16x16 views from the azimuth bins ``--bins`` (default 0, 1, 2, 4, 5, 6; 
 each view is conditioned on its own bin, with classifier-free guidance ``--cfg``. Every method gets the same
 number of prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
 
-* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, eta 1, jump ``--jump``; CG pull-back) and
+* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, eta 1, jump ``--jump``, ``step_eta`` =
+  ``--step-eta``; CG pull-back) and
   ``view_noise="shared"``: the views' noises share their per-channel mean (``VoxelNeRF.shared_noise``);
+* ``ddr_stochastic``: ``ddr`` with ``step_eta = 1`` (fresh noise in every level's step, DDPM-like);
 * ``ddr_independent``: the same with independent noise per view (the paper's setting);
 * ``ddr_no_repaint``: DDR (shared noise) with U = 1 and ``steps x U`` levels;
 * ``sjc`` (PAAS, Adamax, annealed sigmas) and ``sds`` (Adam, t in [0.02, 0.98]) with ``steps x U`` optimiser
@@ -49,17 +51,21 @@ DDR_SWEEP = [(18, 2, 1), (12, 3, 1), (9, 4, 1), (6, 6, 1), (9, 4, 3), (12, 3, 4)
 DEFAULT = {"sjc": dict(lr=0.05, cfg=None), "sds": dict(lr=0.05, cfg=None)}  # cfg None: --cfg
 
 
-def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8, jump=1):
+def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8, jump=1, step_eta=0.0):
     import diffrep_lite as dl
 
     budget = steps * repaint
     if method == "ddr":
         kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
-                  view_noise="shared")
+                  view_noise="shared", step_eta=step_eta)
+    elif method == "ddr_stochastic":
+        kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
+                  view_noise="shared", step_eta=1.0)
     elif method == "ddr_independent":
-        kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters)
+        kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
+                  step_eta=step_eta)
     elif method == "ddr_no_repaint":
-        kw = dict(steps=budget, solver_iters=solver_iters, view_noise="shared")
+        kw = dict(steps=budget, solver_iters=solver_iters, view_noise="shared", step_eta=step_eta)
     else:
         kw = dict(steps=budget, lr=lr)
     t0 = time.perf_counter()
@@ -118,13 +124,16 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20, help="DDR levels (NFE per view = steps x repaint)")
     ap.add_argument("--repaint", type=int, default=3)
     ap.add_argument("--jump", type=int, default=1, help="DDR's RePaint jump length (levels)")
+    ap.add_argument("--step-eta", type=float, default=0.0,
+                    help="DDR's step_eta (DDIM's eta for every level's step; 0: the deterministic flow)")
     ap.add_argument("--solver-iters", type=int, default=8, help="DDR's CG iterations per pull-back")
     ap.add_argument("--cfg", type=float, default=3.0,
                     help="guidance scale on the azimuth label (DDR, and the peers unless swept or --peer-cfg); below 1 "
                          "it weakens what the prior knows of the camera (0: unconditional)")
     ap.add_argument("--bins", type=int, nargs="+", default=[0, 1, 2, 4, 5, 6], help="azimuth bins the NeRF is sampled on")
     ap.add_argument("--grid", type=int, default=12)
-    ap.add_argument("--methods", nargs="+", default=["ddr", "ddr_independent", "ddr_no_repaint", "sjc", "sds"])
+    ap.add_argument("--methods", nargs="+",
+                    default=["ddr", "ddr_stochastic", "ddr_independent", "ddr_no_repaint", "sjc", "sds"])
     ap.add_argument("--sweep", action="store_true", help="pick SJC's and SDS's learning rates by a sweep first")
     ap.add_argument("--sweep-n", type=int, default=8)
     ap.add_argument("--sweep-seed", type=int, default=100)
@@ -186,7 +195,7 @@ def main(argv=None):
                 if steps * U != a.steps * a.repaint:
                     continue
                 out, dt, _ = run("ddr", prior, nerf, n=a.sweep_n, seed=a.sweep_seed, steps=steps, repaint=U, cfg=a.cfg,
-                                 solver_iters=a.solver_iters, jump=jump)
+                                 solver_iters=a.solver_iters, jump=jump, step_eta=a.step_eta)
                 s = summary(evaluate(out.params))
                 sweep["ddr"].append(dict(steps=steps, repaint=U, jump=jump, seconds=round(dt, 1),
                                          kid_mean=s["kid_mean"], janus_rate=s["janus_rate"]))
@@ -199,7 +208,7 @@ def main(argv=None):
         peer = best.get(m, {})
         cfg = a.cfg if peer.get("cfg") is None else peer["cfg"]
         out, dt, kw = run(m, prior, nerf, n=a.n, seed=a.seed, steps=a.steps, repaint=a.repaint,
-                          cfg=cfg, lr=peer.get("lr"), solver_iters=a.solver_iters, jump=a.jump)
+                          cfg=cfg, lr=peer.get("lr"), solver_iters=a.solver_iters, jump=a.jump, step_eta=a.step_eta)
         kw["guidance_scale"] = cfg
         ev = evaluate(out.params)
         renders[m] = ev["renders"]
@@ -212,7 +221,7 @@ def main(argv=None):
                       colour_spread=float(colour_spread(ref).mean()))
     doc = dict(model=a.model or "objects16 (shipped)", conditioning=a.conditioning, n=a.n, seed=a.seed, cfg=a.cfg,
                sampled_bins=a.bins, janus_up_to_rotation=null,
-               grid=a.grid, steps=a.steps, repaint=a.repaint, jump=a.jump,
+               grid=a.grid, steps=a.steps, repaint=a.repaint, jump=a.jump, step_eta=a.step_eta,
                peers={m: dict(lr=v["lr"], cfg=a.cfg if v["cfg"] is None else v["cfg"]) for m, v in best.items()}, sweep=sweep,
                sweep_note=(f"on n={a.sweep_n} samples of seed {a.sweep_seed}: SJC/SDS (learning rate, CFG) with the lowest mean "
                            "per-azimuth KID; DDR (levels, U, jump) at the same NFE with the lowest Janus rate (ties: KID)")
