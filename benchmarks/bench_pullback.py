@@ -55,7 +55,8 @@ from torch.func import functional_call, jvp, vjp, vmap
 
 from diffrep_lite.diffreps import SirenImage, VoxelNeRF, cameras_on_sphere
 from diffrep_lite.priors import GaussianMixture
-from diffrep_lite.pullback import JacobiPreconditioner, adam_solve, cg_solve, hutchinson_diagonal
+from diffrep_lite.pullback import (JacobiPreconditioner, KroneckerPreconditioner, adam_solve, cg_solve,
+                                   hutchinson_diagonal)
 from diffrep_lite.schedule import Schedule
 
 B = 2
@@ -132,11 +133,16 @@ def exact_diag_field(rep, params):
     return {k: torch.stack(t) for k, t in out.items()}
 
 
+def last_hidden(rep, params):
+    """The SIREN's last hidden features at every pixel, ``[B, N, hidden]``: the inputs of its output layer."""
+    net = {k[4:]: t for k, t in params.items() if k.startswith("net.")}
+    return vmap(lambda p: functional_call(rep.module.net, p, (rep.coords,)))(net)
+
+
 def run_varpro(rep, params, v, iters, precond=None):
     """Output layer in closed form, CGLS on the hidden layers against ``(I - P) (J_h d - v)``."""
     t0 = time.perf_counter()
-    net = {k[4:]: t for k, t in params.items() if k.startswith("net.")}
-    H = vmap(lambda p: functional_call(rep.module.net, p, (rep.coords,)))(net)
+    H = last_hidden(rep, params)
     Q, _ = torch.linalg.qr(torch.cat([H, torch.ones_like(H[..., :1])], -1))  # [B, N, 257]
     C = v.shape[2]
 
@@ -165,11 +171,11 @@ def run_varpro(rep, params, v, iters, precond=None):
 
 
 # ----------------------------------------------------------------------------------- K-FAC variants
-class EigenCorrectedKFAC:
+class EigenCorrectedKFAC(KroneckerPreconditioner):
     """EKFAC: ``M = (U_G (x) U_A) diag(D) (U_G (x) U_A)^T`` with ``U`` the eigenvectors of the K-FAC factors and
     ``D`` the exact diagonal of the block of ``J^T J`` in that basis, floored at ``floor`` times its largest."""
 
-    def __init__(self, rep, params, raw, floor=1e-8):
+    def __init__(self, rep, raw, floor=1e-8):
         self.blocks = []
         for n, m in rep._linear_layers():
             UGs, UAs, Ds = [], [], []
@@ -181,16 +187,10 @@ class EigenCorrectedKFAC:
             self.blocks.append((f"{n}.weight", f"{n}.bias" if m.bias is not None else None,
                                 torch.stack(UGs), torch.stack(UAs), torch.stack(Ds)))
 
-    def __call__(self, s):
-        out = {}
-        for wk, bk, UG, UA, D in self.blocks:
-            W = s[wk] if bk is None else torch.cat([s[wk], s[bk].unsqueeze(-1)], -1)
-            W = UG @ ((UG.transpose(-1, -2) @ W @ UA) / D) @ UA.transpose(-1, -2)
-            if bk is None:
-                out[wk] = W
-            else:
-                out[wk], out[bk] = W[..., :-1], W[..., -1]
-        return out
+    @staticmethod
+    def _apply(block, W):
+        _, _, UG, UA, D = block
+        return UG @ ((UG.transpose(-1, -2) @ W @ UA) / D) @ UA.transpose(-1, -2)
 
 
 def kronecker_blocks(rep, raw, mode="kfac", sweeps=1):
@@ -220,8 +220,7 @@ def kronecker_blocks(rep, raw, mode="kfac", sweeps=1):
 
 def output_layer_closed_form(rep, params, v):
     """The output layer's least-squares increment for ``v`` (zero elsewhere), from the last hidden features."""
-    net = {k[4:]: t for k, t in params.items() if k.startswith("net.")}
-    H = vmap(lambda p: functional_call(rep.module.net, p, (rep.coords,)))(net)
+    H = last_hidden(rep, params)
     sol = torch.linalg.lstsq(torch.cat([H, torch.ones_like(H[..., :1])], -1),
                              v.reshape(v.shape[0], v.shape[2], -1).transpose(1, 2)).solution
     d = {k: torch.zeros_like(t) for k, t in params.items()}
@@ -230,25 +229,21 @@ def output_layer_closed_form(rep, params, v):
 
 
 def run_kfac_variants(pairs):
-    from diffrep_lite.pullback import KroneckerPreconditioner
-
     rep, params, v = siren_problem()
     cg_solve(rep.render, params, v, iters=2)
     raw = [rep.pixel_layer_grads({k: t[b] for k, t in params.items()}) for b in range(B)]
+    blocks = kronecker_blocks(rep, raw)  # K-FAC's factors, as NeuralField.kfac_preconditioner builds them
     res = {}
     for damping in (1e-7, 1e-5, 1e-3):
-        res[f"kfac_damping_{damping:g}"] = run_cg(rep, params, v, pairs,
-                                                  precond=KroneckerPreconditioner(kronecker_blocks(rep, raw), damping))
-    res["ekfac"] = run_cg(rep, params, v, pairs, precond=EigenCorrectedKFAC(rep, params, raw))
+        res[f"kfac_damping_{damping:g}"] = run_cg(rep, params, v, pairs, precond=KroneckerPreconditioner(blocks, damping))
+    res["ekfac"] = run_cg(rep, params, v, pairs, precond=EigenCorrectedKFAC(rep, raw))
     res["kfac_weighted_A"] = run_cg(rep, params, v, pairs,
                                     precond=KroneckerPreconditioner(kronecker_blocks(rep, raw, "weighted")))
     res["kronecker_vanloan_1_sweep"] = run_cg(rep, params, v, pairs,
                                               precond=KroneckerPreconditioner(kronecker_blocks(rep, raw, "vanloan")))
-    M = rep.kfac_preconditioner(params)
-    res["kfac_from_closed_form_output_layer"] = run_cg(rep, params, v, pairs, precond=M,
+    res["kfac_from_closed_form_output_layer"] = run_cg(rep, params, v, pairs, precond=KroneckerPreconditioner(blocks),
                                                        x0=output_layer_closed_form(rep, params, v))
-    hidden = KroneckerPreconditioner.__new__(KroneckerPreconditioner)
-    hidden.blocks = [b for b in M.blocks if not b[0].startswith("out.")]
+    hidden = KroneckerPreconditioner([b for b in blocks if not b[0].startswith("out.")])
     res["varpro_cgls_kfac"] = run_varpro(rep, params, v, pairs, precond=hidden)
     for name, r in res.items():
         pts = {row["pairs"]: max(row["rel_residual"]) for row in r["curve"]}

@@ -55,15 +55,14 @@ def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_it
     import diffrep_lite as dl
 
     budget = steps * repaint
+    repaint_kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
+                      step_eta=step_eta)
     if method == "ddr":
-        kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
-                  view_noise="shared", step_eta=step_eta)
+        kw = dict(repaint_kw, view_noise="shared")
     elif method == "ddr_stochastic":
-        kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
-                  view_noise="shared", step_eta=1.0)
+        kw = dict(repaint_kw, view_noise="shared", step_eta=1.0)
     elif method == "ddr_independent":
-        kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
-                  step_eta=step_eta)
+        kw = repaint_kw
     elif method == "ddr_no_repaint":
         kw = dict(steps=budget, solver_iters=solver_iters, view_noise="shared", step_eta=step_eta)
     else:

@@ -171,14 +171,20 @@ class KroneckerPreconditioner:
 
     def __call__(self, s: Params) -> Params:
         out = {}
-        for wk, bk, Gi, Ai in self.blocks:
+        for block in self.blocks:
+            wk, bk = block[:2]
             W = s[wk] if bk is None else torch.cat([s[wk], s[bk].unsqueeze(-1)], -1)
-            W = Gi @ W @ Ai
+            W = self._apply(block, W)
             if bk is None:
                 out[wk] = W
             else:
                 out[wk], out[bk] = W[..., :-1], W[..., -1]
         return out
+
+    @staticmethod
+    def _apply(block, W: torch.Tensor) -> torch.Tensor:
+        """``M^{-1}`` of one block on its ``[B, out, in (+1)]`` slice ``W`` (the bias as the last column)."""
+        return block[2] @ W @ block[3]
 
 
 def hutchinson_diagonal(render: Callable, params: Params, probes: int = 16,

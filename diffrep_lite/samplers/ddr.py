@@ -233,6 +233,10 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                                       f"values, is kept at {str(checkpoint_path)!r}") from None
             raise
 
+    def renoise(eps, c):
+        """The forward update with correlation ``c``; fresh noise drawn per view, or shared under ``view_noise``."""
+        return forward_update(eps, c, s.generator, z=draw_view_noise(s, shared) if shared and c < 1.0 else None)
+
     levels = progress_range(steps, progress, "DDR")  # the bar counts finished levels
     levels.update(start)
     evals, last_saved = 0, start
@@ -261,9 +265,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                               increment=d, params=params, render=f)
                     eps = eh
                     if step_eta:  # DDIM's eta: part fresh noise, as the reference sampler draws it
-                        c = renoise_coefficient(sig_next, sig, step_eta)
-                        z = draw_view_noise(s, shared) if shared and c < 1.0 else None
-                        eps = forward_update(eps, c, s.generator, z=z)
+                        eps = renoise(eps, renoise_coefficient(sig_next, sig, step_eta))
                 else:
                     d = pull_back((sig_next - sig) * (eh - eps), i, u, 0)
                     params = {k: params[k] + d[k] for k in params}
@@ -277,9 +279,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                     if callback is not None:
                         callback(i, {"params": params, "x": f, "eps": eps, "sigma": sig_next})
             if u < repaint_iters - 1:  # jump back up the block: the non-Markovian forward update
-                c = jump_correlation(sigmas[block.start:block.stop + 1], eta)
-                z = draw_view_noise(s, shared) if shared and c < 1.0 else None
-                eps = forward_update(eps, c, s.generator, z=z)
+                eps = renoise(eps, jump_correlation(sigmas[block.start:block.stop + 1], eta))
         if checkpoint_path is not None and (block.stop - last_saved >= checkpoint_every or block.stop == steps):
             save_checkpoint(checkpoint_path, method="ddr", step=block.stop, steps=steps, params=params, eps=eps,
                             generator=s.generator)
