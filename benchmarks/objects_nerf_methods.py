@@ -51,12 +51,13 @@ DDR_SWEEP = [(18, 2, 1), (12, 3, 1), (9, 4, 1), (6, 6, 1), (9, 4, 3), (12, 3, 4)
 DEFAULT = {"sjc": dict(lr=0.05, cfg=None), "sds": dict(lr=0.05, cfg=None)}  # cfg None: --cfg
 
 
-def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8, jump=1, step_eta=0.0):
+def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8, fit_iters=1, jump=1,
+        step_eta=0.0):
     import diffrep_lite as dl
 
     budget = steps * repaint
     repaint_kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
-                      step_eta=step_eta)
+                      fit_iters=fit_iters, step_eta=step_eta)
     if method == "ddr":
         kw = dict(repaint_kw, view_noise="shared")
     elif method == "ddr_stochastic":
@@ -64,7 +65,7 @@ def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_it
     elif method == "ddr_independent":
         kw = repaint_kw
     elif method == "ddr_no_repaint":
-        kw = dict(steps=budget, solver_iters=solver_iters, view_noise="shared", step_eta=step_eta)
+        kw = dict(steps=budget, solver_iters=solver_iters, fit_iters=fit_iters, view_noise="shared", step_eta=step_eta)
     else:
         kw = dict(steps=budget, lr=lr)
     t0 = time.perf_counter()
@@ -126,6 +127,8 @@ def main(argv=None):
     ap.add_argument("--step-eta", type=float, default=0.0,
                     help="DDR's step_eta (DDIM's eta for every level's step; 0: the deterministic flow)")
     ap.add_argument("--solver-iters", type=int, default=8, help="DDR's CG iterations per pull-back")
+    ap.add_argument("--fit-iters", type=int, default=1,
+                    help="DDR's Gauss-Newton fits per level (each one pull-back; no extra prior evaluations)")
     ap.add_argument("--cfg", type=float, default=3.0,
                     help="guidance scale on the azimuth label (DDR, and the peers unless swept or --peer-cfg); below 1 "
                          "it weakens what the prior knows of the camera (0: unconditional)")
@@ -194,7 +197,7 @@ def main(argv=None):
                 if steps * U != a.steps * a.repaint:
                     continue
                 out, dt, _ = run("ddr", prior, nerf, n=a.sweep_n, seed=a.sweep_seed, steps=steps, repaint=U, cfg=a.cfg,
-                                 solver_iters=a.solver_iters, jump=jump, step_eta=a.step_eta)
+                                 solver_iters=a.solver_iters, fit_iters=a.fit_iters, jump=jump, step_eta=a.step_eta)
                 s = summary(evaluate(out.params))
                 sweep["ddr"].append(dict(steps=steps, repaint=U, jump=jump, seconds=round(dt, 1),
                                          kid_mean=s["kid_mean"], janus_rate=s["janus_rate"]))
@@ -207,7 +210,8 @@ def main(argv=None):
         peer = best.get(m, {})
         cfg = a.cfg if peer.get("cfg") is None else peer["cfg"]
         out, dt, kw = run(m, prior, nerf, n=a.n, seed=a.seed, steps=a.steps, repaint=a.repaint,
-                          cfg=cfg, lr=peer.get("lr"), solver_iters=a.solver_iters, jump=a.jump, step_eta=a.step_eta)
+                          cfg=cfg, lr=peer.get("lr"), solver_iters=a.solver_iters, fit_iters=a.fit_iters, jump=a.jump,
+                          step_eta=a.step_eta)
         kw["guidance_scale"] = cfg
         ev = evaluate(out.params)
         renders[m] = ev["renders"]
@@ -221,6 +225,7 @@ def main(argv=None):
     doc = dict(model=a.model or "objects16 (shipped)", conditioning=a.conditioning, n=a.n, seed=a.seed, cfg=a.cfg,
                sampled_bins=a.bins, janus_up_to_rotation=null,
                grid=a.grid, steps=a.steps, repaint=a.repaint, jump=a.jump, step_eta=a.step_eta,
+               solver_iters=a.solver_iters, fit_iters=a.fit_iters,
                peers={m: dict(lr=v["lr"], cfg=a.cfg if v["cfg"] is None else v["cfg"]) for m, v in best.items()}, sweep=sweep,
                sweep_note=(f"on n={a.sweep_n} samples of seed {a.sweep_seed}: SJC/SDS (learning rate, CFG) with the lowest mean "
                            "per-azimuth KID; DDR (levels, U, jump) at the same NFE with the lowest Janus rate (ties: KID)")
