@@ -10,6 +10,8 @@ number of prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
   ``--step-eta``; CG pull-back) and
   ``view_noise="shared"``: the views' noises share their per-channel mean (``VoxelNeRF.shared_noise``);
 * ``ddr_stochastic``: ``ddr`` with ``step_eta = 1`` (fresh noise in every level's step, DDPM-like);
+* ``ddr_fits``: ``ddr`` with 3 Gauss-Newton fits of 4 CG iterations per level (the SIREN study's best) instead of
+  one fit of ``--solver-iters`` (no extra prior evaluations);
 * ``ddr_independent``: the same with independent noise per view (the paper's setting);
 * ``ddr_no_repaint``: DDR (shared noise) with U = 1 and ``steps x U`` levels;
 * ``sjc`` (PAAS, Adamax, annealed sigmas) and ``sds`` (Adam, t in [0.02, 0.98]) with ``steps x U`` optimiser
@@ -21,12 +23,13 @@ Scores (``diffrep_lite.consistency.evaluate_scenes``; shipped azimuth classifier
 sample is rendered from all 8 bins; **Janus rate** = share of samples with some render predicted >= 2 bins from
 its camera's bin (over all bins, over the sampled bins, over the held-out bins); **per-azimuth KID** of the renders
 against 256 held-out objects at that bin (classifier features); **colour spread** (how much a sample's views
-disagree on the body colour, ``consistency.colour_spread``; data objects: about 0.12). Writes ``--out`` (JSON) and, with ``--png``, a
+disagree on the body colour, ``consistency.colour_spread``; data objects: about 0.12); **colour diversity** (how much
+the samples differ in body colour, ``consistency.colour_diversity``; data objects: about 1). Writes ``--out`` (JSON) and, with ``--png``, a
 figure of every method's samples from all 8 bins.
 
-Usage::
+Usage (``benchmarks/results/objects_nerf_methods.json``; about 35 min on one core)::
 
-    PYTHONPATH=. python benchmarks/objects_nerf_methods.py --n 16 --sweep --threads 1
+    PYTHONPATH=. python benchmarks/objects_nerf_methods.py --sweep --threads 1 --png objects_nerf_methods.png
 """
 from __future__ import annotations
 
@@ -62,6 +65,8 @@ def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_it
         kw = dict(repaint_kw, view_noise="shared")
     elif method == "ddr_stochastic":
         kw = dict(repaint_kw, view_noise="shared", step_eta=1.0)
+    elif method == "ddr_fits":
+        kw = dict(repaint_kw, view_noise="shared", fit_iters=3, solver_iters=4)
     elif method == "ddr_independent":
         kw = repaint_kw
     elif method == "ddr_no_repaint":
@@ -81,7 +86,7 @@ def show(tag, row: dict):
 
 def summary(ev):
     keep = ("janus_rate", "janus_rate_sampled", "janus_rate_heldout", "view_accuracy", "kid_sampled", "kid_heldout",
-            "kid_pooled", "colour_spread")
+            "kid_pooled", "colour_spread", "colour_diversity")
     d = {k: ev[k] for k in keep if k in ev}
     d["kid_per_bin"] = ev["kid_per_bin"]
     d["kid_mean"] = sum(ev["kid_per_bin"]) / len(ev["kid_per_bin"])
@@ -119,10 +124,11 @@ def figure(renders: dict, path, per_method=4, sampled=(0, 1, 2, 4, 5, 6), title=
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=16, help="samples per method")
+    ap.add_argument("--n", type=int, default=48, help="samples per method")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=20, help="DDR levels (NFE per view = steps x repaint)")
-    ap.add_argument("--repaint", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=9,
+                    help="DDR levels (NFE per view = steps x repaint = 36; --sweep may change the split, not the product)")
+    ap.add_argument("--repaint", type=int, default=4)
     ap.add_argument("--jump", type=int, default=1, help="DDR's RePaint jump length (levels)")
     ap.add_argument("--step-eta", type=float, default=0.0,
                     help="DDR's step_eta (DDIM's eta for every level's step; 0: the deterministic flow)")
@@ -135,9 +141,9 @@ def main(argv=None):
     ap.add_argument("--bins", type=int, nargs="+", default=[0, 1, 2, 4, 5, 6], help="azimuth bins the NeRF is sampled on")
     ap.add_argument("--grid", type=int, default=12)
     ap.add_argument("--methods", nargs="+",
-                    default=["ddr", "ddr_stochastic", "ddr_independent", "ddr_no_repaint", "sjc", "sds"])
+                    default=["ddr", "ddr_stochastic", "ddr_fits", "ddr_independent", "ddr_no_repaint", "sjc", "sds"])
     ap.add_argument("--sweep", action="store_true", help="pick SJC's and SDS's learning rates by a sweep first")
-    ap.add_argument("--sweep-n", type=int, default=8)
+    ap.add_argument("--sweep-n", type=int, default=16)
     ap.add_argument("--sweep-seed", type=int, default=100)
     ap.add_argument("--lr", type=float, nargs=2, default=None, metavar=("SJC", "SDS"),
                     help="fixed SJC / SDS learning rates (skips their sweep; --sweep then tries DDR's settings only)")
@@ -217,11 +223,11 @@ def main(argv=None):
         renders[m] = ev["renders"]
         results[m] = dict(nfe_per_view=out.nfe, seconds=round(dt, 1), options=kw, **summary(ev))
         show(m, {k: v for k, v in results[m].items() if k not in ("kid_per_bin", "janus", "options")})
-    from diffrep_lite.consistency import colour_spread
+    from diffrep_lite.consistency import colour_diversity, colour_spread
 
     ref = toy_objects(a.n, 0, start=10**6 + 1000)  # data objects as if they were samples: the floor of each figure
     data_floor = dict(kid_per_bin=[dl.metrics.kid(ref[:, b], held[:, b], features=fe) for b in range(held.shape[1])],
-                      colour_spread=float(colour_spread(ref).mean()))
+                      colour_spread=float(colour_spread(ref).mean()), colour_diversity=colour_diversity(ref[:, a.bins]))
     doc = dict(model=a.model or "objects16 (shipped)", conditioning=a.conditioning, n=a.n, seed=a.seed, cfg=a.cfg,
                sampled_bins=a.bins, janus_up_to_rotation=null,
                grid=a.grid, steps=a.steps, repaint=a.repaint, jump=a.jump, step_eta=a.step_eta,

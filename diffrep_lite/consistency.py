@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["AzimuthNet", "load_azimuth_net", "azimuth_features", "predict_bins", "circular_distance", "janus",
-           "per_azimuth_kid", "two_faced", "object_nerf", "evaluate_scenes", "colour_spread"]
+           "per_azimuth_kid", "two_faced", "object_nerf", "evaluate_scenes", "colour_spread", "colour_diversity"]
 
 
 class AzimuthNet(nn.Module):
@@ -191,6 +191,25 @@ def colour_spread(views: torch.Tensor, net: AzimuthNet | None = None) -> torch.T
     return col.std(1).mean(-1)
 
 
+def colour_diversity(views: torch.Tensor, net: AzimuthNet | None = None) -> float:
+    """How much the samples differ in body colour: a float.
+
+    ``views`` ``[B, V, 3, H, W]`` (``B >= 2``); each sample's body colour is the classifier's attribute head
+    (standardised units) averaged over its ``V`` views; the result is its standard deviation across the ``B``
+    samples, averaged over the three colour channels. Data objects score about 1 (the attributes are
+    standardised on the training objects); samples that all share one colour score 0. Mode-seeking samplers
+    (SDS) lose this diversity while each render still looks like the data at its bin, which the per-azimuth KID
+    in the classifier's features does not see.
+    """
+    if views.ndim != 5 or views.shape[0] < 2:
+        raise ValueError(f"views must be [B, V, 3, H, W] with B >= 2 samples, got shape {list(views.shape)}")
+    net = load_azimuth_net() if net is None else net
+    flat = views.detach().to("cpu", torch.float32).reshape(-1, *views.shape[-3:])
+    with torch.no_grad():
+        col = net.attributes(flat)[:, :3].reshape(views.shape[0], views.shape[1], 3).mean(1)
+    return float(col.std(0).mean())
+
+
 def per_azimuth_kid(views: torch.Tensor, data: torch.Tensor, bins_of_views, *, features=None) -> list[float]:
     """KID of each view column against the data at the same bin.
 
@@ -262,7 +281,8 @@ def evaluate_scenes(nerf, params: dict, data: torch.Tensor, *, sampled_bins=None
     Returns:
         ``{"renders": [B, bins, 3, H, W], "janus": bool [B] (over all bins), "janus_rate", "janus_rate_sampled"
         (the sampled views only), "janus_rate_heldout" (the held-out views only), "view_accuracy",
-        "colour_spread" (mean of :func:`colour_spread` over the samples, all bins), "kid_pooled" (all renders
+        "colour_spread" (mean of :func:`colour_spread` over the samples, all bins), "colour_diversity"
+        (:func:`colour_diversity` of the sampled views), "kid_pooled" (all renders
         against all data renders, whatever their bins: what the views look like, not whether they fit their bin),
         "kid_per_bin": [bins], "kid_sampled", "kid_heldout" (means over those bins), "sampled_bins",
         "heldout_bins"}``.
@@ -293,7 +313,7 @@ def evaluate_scenes(nerf, params: dict, data: torch.Tensor, *, sampled_bins=None
     kids = per_azimuth_kid(x, data, range(bins), features=fe)
     out = {"renders": x, "janus": every["janus"], "janus_rate": every["rate"], "janus_rate_sampled": on["rate"],
            "view_accuracy": every["view_accuracy"], "kid_per_bin": kids,
-           "colour_spread": float(colour_spread(x, net).mean()),
+           "colour_spread": float(colour_spread(x, net).mean()), "colour_diversity": colour_diversity(x[:, sampled], net),
            "kid_pooled": kid(x.flatten(0, 1), data.flatten(0, 1), features=fe),
            "kid_sampled": sum(kids[b] for b in sampled) / len(sampled), "sampled_bins": sampled, "heldout_bins": held}
     if held:
