@@ -64,8 +64,8 @@ from torch.func import functional_call, jvp, vjp, vmap
 
 from diffrep_lite.diffreps import SirenImage, VoxelNeRF, cameras_on_sphere
 from diffrep_lite.priors import GaussianMixture
-from diffrep_lite.pullback import (JacobiPreconditioner, KroneckerPreconditioner, adam_solve, cg_solve,
-                                   hutchinson_diagonal)
+from diffrep_lite.pullback import (JacobiPreconditioner, KroneckerPreconditioner, _axpy, _bdot_t, adam_solve,
+                                   cg_solve, hutchinson_diagonal)
 from diffrep_lite.schedule import Schedule
 
 B = 2
@@ -294,32 +294,27 @@ def run_pcr_output_space(rep, params, v, pairs, eig, delta_rel, setup_s):
         q = vjp_fn(x.reshape(v.shape))[0]
         return q, jvp(rep.render, (p0,), (q,))[1].reshape(B, -1)
 
-    def bdot(a, b):
-        return (a * b).sum(1)
-
-    def axpy(al, x, y):  # y + al x on parameter dicts
-        return {k: y[k] + al.view(-1, *[1] * (y[k].ndim - 1)) * x[k] for k in y}
-
+    # the search direction p itself is never needed: d moves along q_p = J^T p, r along A p = K p
     rows, t0 = [], time.perf_counter()
     r = vf.clone()
     z = M(r)
     qp, Ap = K(z)
-    p, zAz = z, bdot(z, Ap)
+    zAz = _bdot_t(z, Ap)
     d = {k: torch.zeros_like(t) for k, t in p0.items()}
     for k in range(pairs):
         MAp = M(Ap)
-        alpha = zAz / bdot(Ap, MAp)
-        d = axpy(alpha, qp, d)
+        alpha = zAz / _bdot_t(Ap, MAp)
+        d = _axpy(alpha, qp, d)
         r = r - alpha[:, None] * Ap
         rows.append({"pairs": k + 1, "seconds": round(setup_s + time.perf_counter() - t0, 3), "rel_residual": rel(r, vf)})
         if k == pairs - 1:
             break
         z = z - alpha[:, None] * MAp
         qz, Az = K(z)
-        zAz_new = bdot(z, Az)
+        zAz_new = _bdot_t(z, Az)
         beta = zAz_new / zAz
-        p, zAz = z + beta[:, None] * p, zAz_new
-        qp = axpy(beta, qp, qz)
+        zAz = zAz_new
+        qp = _axpy(beta, qp, qz)
         Ap = Az + beta[:, None] * Ap
     return {"curve": rows, "setup_seconds": round(setup_s, 3),
             "setup_products": "1 forward + C backward passes per sample", "final_true_rel_residual": true_residual(rep, p0, d, v)}

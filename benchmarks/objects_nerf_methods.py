@@ -11,7 +11,7 @@ number of prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
   ``view_noise="shared"``: the views' noises share their per-channel mean (``VoxelNeRF.shared_noise``);
 * ``ddr_stochastic``: ``ddr`` with ``step_eta = 1`` (fresh noise in every level's step, DDPM-like);
 * ``ddr_fits``: ``ddr`` with 3 Gauss-Newton fits of 4 CG iterations per level (the SIREN study's best) instead of
-  one fit of ``--solver-iters`` (no extra prior evaluations);
+  ``--fit-iters`` fits (default 1) of ``--solver-iters`` (no extra prior evaluations);
 * ``ddr_independent``: the same with independent noise per view (the paper's setting);
 * ``ddr_no_repaint``: DDR (shared noise) with U = 1 and ``steps x U`` levels;
 * ``sjc`` (PAAS, Adamax, annealed sigmas) and ``sds`` (Adam, t in [0.02, 0.98]) with ``steps x U`` optimiser

@@ -176,6 +176,14 @@ def _janus_of_predictions(pred: torch.Tensor, cam: torch.Tensor, bins: int, thre
             "view_accuracy": float((dist == 0).float().mean()), "rotation": shifts[k]}
 
 
+def _body_colours(views: torch.Tensor, net: AzimuthNet | None) -> torch.Tensor:
+    """The attribute head's body colour of every view of ``views`` ``[B, V, 3, H, W]`` -> ``[B, V, 3]``."""
+    net = load_azimuth_net() if net is None else net
+    flat = views.detach().to("cpu", torch.float32).reshape(-1, *views.shape[-3:])
+    with torch.no_grad():
+        return net.attributes(flat)[:, :3].reshape(views.shape[0], views.shape[1], 3)
+
+
 def colour_spread(views: torch.Tensor, net: AzimuthNet | None = None) -> torch.Tensor:
     """How much the views of each sample disagree on the object's body colour: ``[B]``.
 
@@ -184,11 +192,7 @@ def colour_spread(views: torch.Tensor, net: AzimuthNet | None = None) -> torch.T
     views, averaged over the three colour channels. About 0.1-0.2 for data objects (regression noise); a scene
     whose views show different colours scores higher. The Janus rate does not see colour; this does.
     """
-    net = load_azimuth_net() if net is None else net
-    flat = views.detach().to("cpu", torch.float32).reshape(-1, *views.shape[-3:])
-    with torch.no_grad():
-        col = net.attributes(flat)[:, :3].reshape(views.shape[0], views.shape[1], 3)
-    return col.std(1).mean(-1)
+    return _body_colours(views, net).std(1).mean(-1)
 
 
 def colour_diversity(views: torch.Tensor, net: AzimuthNet | None = None) -> float:
@@ -203,11 +207,7 @@ def colour_diversity(views: torch.Tensor, net: AzimuthNet | None = None) -> floa
     """
     if views.ndim != 5 or views.shape[0] < 2:
         raise ValueError(f"views must be [B, V, 3, H, W] with B >= 2 samples, got shape {list(views.shape)}")
-    net = load_azimuth_net() if net is None else net
-    flat = views.detach().to("cpu", torch.float32).reshape(-1, *views.shape[-3:])
-    with torch.no_grad():
-        col = net.attributes(flat)[:, :3].reshape(views.shape[0], views.shape[1], 3).mean(1)
-    return float(col.std(0).mean())
+    return float(_body_colours(views, net).mean(1).std(0).mean())
 
 
 def per_azimuth_kid(views: torch.Tensor, data: torch.Tensor, bins_of_views, *, features=None) -> list[float]:
