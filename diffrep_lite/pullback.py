@@ -9,12 +9,16 @@ All solvers act on a batch of independent samples (every tensor has a leading ``
 problem per sample. ``render`` is a function ``params -> [B, ...]``.
 
 * ``"dense"`` — builds ``J`` and solves exactly with the pseudo-inverse (tiny problems, test oracle).
+* ``"kernel"`` — exact, through the pixel kernel ``J J^T`` that coordinate networks build without Jacobian
+  products (:func:`kernel_solve`): one vjp per solve, ``O(M^2)`` memory for ``M`` outputs.
 * ``"cg"`` — CGLS: conjugate gradients on the normal equations ``(J^T J + lambda I) d = J^T v``, matrix
   free, one ``torch.func.jvp`` and one ``vjp`` per iteration; optionally preconditioned
   (:class:`KroneckerPreconditioner` for coordinate networks, :class:`JacobiPreconditioner` from
   :func:`hutchinson_diagonal`) or warm-started. ``benchmarks/bench_pullback.py`` measures them: the
-  preconditioners cut the linear residual per iteration, but inside DDR's Gauss-Newton fits of a SIREN the
-  plain, unpreconditioned CG from ``d = 0`` fits best (an accurate solve steps where ``f`` is not linear).
+  preconditioners cut the linear residual per iteration, but a preconditioned (or warm-started) CG tends to a
+  solution other than ``J^+ v`` when ``J`` has a null space, and inside DDR's Gauss-Newton fits of a SIREN those
+  steps leave the region where ``f`` is linear; plain CG from ``d = 0`` and the exact ``"kernel"`` solve stay in
+  ``range(J^T)`` and fit.
 * ``"adam"`` — the inner fit: ``iters`` Adam steps on ``||render(theta + d) - (render(theta) + v)||^2``
   from ``d = 0`` (nonlinear; only approximately the linear solution).
 * ``"gd"`` — one plain gradient step ``d = lr * J^T v``: the covector alone (what SJC/SDS use).
@@ -26,7 +30,7 @@ from typing import Callable
 import torch
 from torch.func import jacrev, jvp, vjp
 
-__all__ = ["solve", "SOLVERS", "dense_solve", "cg_solve", "adam_solve", "gd_solve", "KroneckerPreconditioner",
+__all__ = ["solve", "SOLVERS", "dense_solve", "kernel_solve", "cg_solve", "adam_solve", "gd_solve", "KroneckerPreconditioner",
            "JacobiPreconditioner", "hutchinson_diagonal", "PRECONDITIONERS", "preconditioner"]
 
 Params = dict[str, torch.Tensor]
@@ -245,6 +249,40 @@ def dense_solve(render: Callable, params: Params, v: torch.Tensor, *, damping: f
     return out
 
 
+def kernel_solve(render: Callable, params: Params, v: torch.Tensor, *, kernel: Callable, damping: float = 0.0,
+                 **_) -> Params:
+    """Exact solve through the pixel kernel: ``d = J^T (J J^T + damping I)^+ v`` per sample, one vjp in all.
+
+    ``J^T (J J^T)^+ = J^+``, so with ``damping = 0`` this is the minimum-norm solution ``J^+ v`` of the dense
+    solver, and with ``damping > 0`` it is ``(J^T J + damping I)^{-1} J^T v``. ``kernel(params_one)`` returns the
+    ``[M, M]`` matrix ``J J^T`` of one sample in the order of ``render(params)[b].reshape(-1)``; coordinate
+    networks build it without Jacobian products (:meth:`~diffrep_lite.diffreps.NeuralField.pixel_kernel`). It is
+    factored in float64 (Cholesky; an eigendecomposition when ``K`` is singular, i.e. more outputs than
+    parameters). Cost per sample: ``O(M^2 width)`` to build, ``O(M^3)`` to factor, ``M^2`` floats: cheap at
+    16 x 16, about 30 s on two CPU cores at 64 x 64 RGB (``benchmarks/bench_pullback.py``, section ``kernel``).
+    """
+    params = {k: t.detach() for k, t in params.items()}
+    us = []
+    for b in range(v.shape[0]):
+        K = kernel({k: t[b] for k, t in params.items()}).double()
+        rhs = v[b].reshape(-1, 1).double()
+        if K.shape[0] != rhs.shape[0]:
+            raise ValueError(f"kernel must return a [{rhs.shape[0]}, {rhs.shape[0]}] matrix (the render's size), "
+                             f"got {tuple(K.shape)}")
+        if damping:
+            K.diagonal().add_(damping)
+        L, info = torch.linalg.cholesky_ex(K)
+        if info == 0:
+            u = torch.cholesky_solve(rhs, L)
+        else:  # singular K: the pseudo-inverse from its eigendecomposition
+            lam, V = torch.linalg.eigh(K)
+            keep = lam > lam.max() * K.shape[0] * torch.finfo(torch.float64).eps * 1e3
+            u = V[:, keep] @ ((V[:, keep].T @ rhs) / lam[keep, None])
+        us.append(u.reshape(v.shape[1:]).to(v.dtype))
+    _, vjp_fn = vjp(render, params)
+    return vjp_fn(torch.stack(us))[0]
+
+
 def adam_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 20, lr: float = 1e-3,
                **_) -> Params:
     """Inner Adam fit: ``iters`` steps on ``0.5 ||render(theta + d) - (render(theta) + v)||^2`` from ``d = 0``.
@@ -297,22 +335,26 @@ def preconditioner(kind: str, diffrep, params: Params, *, probes: int = 16, gene
 
 
 #: Solver name -> function; the names :func:`solve` and the samplers' ``solver=`` accept.
-SOLVERS = {"dense": dense_solve, "cg": cg_solve, "adam": adam_solve, "gd": gd_solve}
+SOLVERS = {"dense": dense_solve, "kernel": kernel_solve, "cg": cg_solve, "adam": adam_solve, "gd": gd_solve}
 
 
 def solve(render: Callable, params: Params, v: torch.Tensor, *, solver: str = "cg", **kw) -> Params:
-    """Solve ``min_d ||J d - v||^2`` per sample with the named solver (``dense``, ``cg``, ``adam``, ``gd``).
+    """Solve ``min_d ||J d - v||^2`` per sample with the named solver (``dense``, ``kernel``, ``cg``, ``adam``, ``gd``).
 
     Args:
         render: ``params -> [B, ...]`` (a diffrep's render with its views bound).
         params: the linearisation point (each tensor ``[B, ...]``).
         v: ``[B, ...]`` right-hand side, the shape of ``render(params)``.
         solver: solver name; keyword options go to it (``iters``, ``damping``, ``lr``, ``tol``; for ``"cg"`` also
-            ``precond``, ``x0``, ``check_every``, ``callback``, see :func:`cg_solve`).
+            ``precond``, ``x0``, ``check_every``, ``callback``, see :func:`cg_solve`; ``"kernel"`` needs
+            ``kernel``, see :func:`kernel_solve`).
 
     Returns:
         the increment ``d`` as a dict shaped like ``params``.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
+    if solver == "kernel" and kw.get("kernel") is None:
+        raise ValueError("solver='kernel' needs kernel=, a function params_one -> J J^T (e.g. "
+                         "NeuralField.pixel_kernel)")
     return SOLVERS[solver](render, params, v, **kw)

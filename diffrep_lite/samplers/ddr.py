@@ -100,14 +100,18 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         params0: optional initial parameters (dict of ``[n, ...]`` tensors); default ``diffrep.init_params``.
         cond, guidance_scale: condition and CFG scale passed to the prior for every view.
         convention: ``"B"`` (fit ``x0_hat``, carry ``eps_hat``) or ``"A"`` (pull back the increment).
-        solver: pull-back solver, one of ``dense``, ``cg``, ``adam``, ``gd`` (``gd`` drops the metric).
+        solver: pull-back solver, one of ``dense``, ``kernel``, ``cg``, ``adam``, ``gd`` (``gd`` drops the metric).
+            ``kernel`` (coordinate networks, :class:`~diffrep_lite.diffreps.NeuralField`) solves exactly through
+            ``J J^T`` with one vjp (:func:`~diffrep_lite.pullback.kernel_solve`); ``solver_iters`` is then unused.
         solver_iters: CG / Adam iterations per solve; damping: Levenberg-Marquardt ``lambda``;
         solver_lr: Adam / GD learning rate.
         preconditioner: None (default) or, for ``solver="cg"``, ``"jacobi"`` (``diag(J^T J)`` from 16 Hutchinson
             vjps) or ``"kfac"`` (Kronecker-factored, coordinate networks such as SIRENs), rebuilt before every
             solve (:func:`~diffrep_lite.pullback.preconditioner`). They cut the *linear* residual per CG
-            iteration, but an accurate solve can step where ``f`` is far from linear: on SIRENs K-FAC stalls the
-            Gauss-Newton fit (``benchmarks/bench_pullback.py``), hence the default None.
+            iteration, but with more parameters than outputs preconditioned CG tends to the solution of least
+            norm in the preconditioner's metric, not ``J^+ v``: on SIRENs K-FAC's long steps leave the region where
+            ``f`` is linear and stall the Gauss-Newton fit, where the exact minimum-norm step of
+            ``solver="kernel"`` does not (``benchmarks/bench_pullback.py``); hence the default None.
         fit_iters: Gauss-Newton repeats of the convention-B fit per step (>= 1).
         repaint_iters: RePaint resamplings ``U``: every level is denoised ``U`` times (>= 1; 1 = none).
         jump: RePaint jump length ``j`` (>= 1, <= steps): after each block of ``j`` levels jump back up ``j``
@@ -188,7 +192,13 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     check_callback(callback)
     check_progress(progress)
     _check_int(checkpoint_every, "checkpoint_every")
+    if solver == "kernel" and (getattr(diffrep, "pixel_kernel", None) is None
+                               or getattr(diffrep, "_linear_layers", lambda: None)() is None):
+        raise ValueError(f"solver='kernel' needs a NeuralField of nn.Linear layers (it builds J J^T from per-pixel "
+                         f"factors); {type(diffrep).__name__} has none: use solver='cg'")
     solver_kw = dict(solver=solver, iters=solver_iters, damping=damping, lr=solver_lr)
+    if solver == "kernel":
+        solver_kw["kernel"] = diffrep.pixel_kernel
 
     def pull_back(v, i, u, fit):
         """``J^+ v`` at the current ``params`` with the configured solver (and preconditioner)."""
@@ -220,6 +230,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         "adam": f"solver_lr (the inner Adam learning rate, now {solver_lr:g}) is too large: lower it",
         "cg": f"an ill-conditioned pull-back: raise damping (now {damping:g}) or lower solver_iters (now {solver_iters})",
         "dense": f"an ill-conditioned pull-back: raise damping (now {damping:g})",
+        "kernel": f"an ill-conditioned pull-back: raise damping (now {damping:g})",
     }[solver]
     prior_hint = ("the prior returned a non-finite eps_hat for finite views: check the prior and "
                   f"guidance_scale={guidance_scale!r}")
