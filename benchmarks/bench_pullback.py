@@ -41,6 +41,12 @@ a Nystrom approximation ``U diag(lam) U^T`` (rank ``3m``, no Jacobian products),
 ``K u = v`` (``d = J^T u``; one pair per step, minimising ``||r||`` in the preconditioner's norm) is preconditioned
 by ``U (lam + delta)^-1 U^T + (I - U U^T) / (lam_min + delta)`` (Frangella, Tropp and Udell 2023).
 
+Section ``kernel`` (SIREN): the whole kernel ``K`` (all 4096 pixels, 12,288 x 12,288), factored: the exact
+solve ``d = J^T K^-1 v`` of ``solver="kernel"`` (:func:`~diffrep_lite.pullback.kernel_solve`), one vjp; and the
+``sequence`` run with it (3 exact Gauss-Newton fits per level); and the norm of the first step of the exact solve,
+of CGLS (8 pairs) and of K-FAC-preconditioned CGLS (10 pairs), with the part of K-FAC's step outside
+``range(J^T)``.
+
 Section ``nerf_ddr``: DDR itself on notebook 05's 3-D toy with and without the Jacobi preconditioner (held-out
 PSNR and seconds).
 
@@ -49,6 +55,8 @@ Prints one JSON document (``--out`` also writes it). One thread, CPU:
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_pullback.py --out benchmarks/results/pullback_cpu.json
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_pullback.py --sections sequence kfac_variants nystrom \
         --pairs 20 --out benchmarks/results/pullback_kfac_cpu.json
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_pullback.py --sections kernel \
+        --out benchmarks/results/pullback_kernel_cpu.json
 """
 from __future__ import annotations
 
@@ -65,7 +73,7 @@ from torch.func import functional_call, jvp, vjp, vmap
 from diffrep_lite.diffreps import SirenImage, VoxelNeRF, cameras_on_sphere
 from diffrep_lite.priors import GaussianMixture
 from diffrep_lite.pullback import (JacobiPreconditioner, KroneckerPreconditioner, _axpy, _bdot_t, adam_solve,
-                                   cg_solve, hutchinson_diagonal)
+                                   cg_solve, hutchinson_diagonal, kernel_solve)
 from diffrep_lite.schedule import Schedule
 
 B = 2
@@ -339,6 +347,39 @@ def run_nystrom(pairs, configs=((512, (1e-2, 1e-3, 1e-4)), (1024, (1e-2, 1e-3, 1
     return {"siren64": res, "note": "max over the batch of 2 is what the acceptance point reads; rel_residual lists both"}
 
 
+def run_kernel():
+    """The exact solve through the whole pixel kernel (``solver="kernel"``): one vjp, then the checking jvp; and
+    DDR's Gauss-Newton fits with it (the ``sequence`` run)."""
+    rep, params, v = siren_problem()
+    cg_solve(rep.render, params, v, iters=2)
+    t0 = time.perf_counter()
+    d = kernel_solve(rep.render, params, v, kernel=rep.pixel_kernel)
+    sec = time.perf_counter() - t0
+    r = true_residual(rep, params, d, v)
+    print(f"  exact pixel kernel: 1 pair, {sec:.1f} s (kernel, factorisation and vjp): {max(r):.2e}", flush=True)
+    linear = {"curve": [{"pairs": 1, "seconds": round(sec, 3), "rel_residual": r}],
+              "setup_products": "1 forward + C backward passes per sample (the per-pixel factors), no pairs",
+              "final_true_rel_residual": r}
+    t0 = time.perf_counter()  # the best iterative solve, timed in the same run for comparison
+    M = rep.kfac_preconditioner(params)
+    kfac = run_cg(rep, params, v, 10, precond=M, setup_s=time.perf_counter() - t0,
+                  setup_products="1 forward + C backward passes per sample")
+    print(f"  K-FAC, 10 pairs: {kfac['curve'][-1]['seconds']:.1f} s with its setup: "
+          f"{max(kfac['curve'][-1]['rel_residual']):.4f}", flush=True)
+    # Why K-FAC stalls the fit and the exact solve does not: the size of each step and, for K-FAC, the part of
+    # its step outside range(J^T) (d - J^+ J d), which changes nothing to first order.
+    def norm(x):
+        return [round(t, 4) for t in (sum(a.flatten(1).pow(2).sum(1) for a in x.values()) ** 0.5).tolist()]
+
+    df = cg_solve(rep.render, params, v, iters=10, precond=rep.kfac_preconditioner(params))
+    inside = kernel_solve(rep.render, params, jvp(rep.render, (params,), (df,))[1], kernel=rep.pixel_kernel)
+    steps = {"exact": norm(d), "cgls_8": norm(cg_solve(rep.render, params, v, iters=8)), "cgls_kfac_10": norm(df),
+             "cgls_kfac_10_outside_range_Jt": norm({k: df[k] - inside[k] for k in df})}
+    print(f"  step norms: {steps}", flush=True)
+    return {"siren64": {"kernel_exact": linear, "cgls_kfac_10": kfac}, "step_norms": steps,
+            "sequence": run_sequence(configs={"kernel_exact": {"kernel": True}})}
+
+
 # ----------------------------------------------------------------------------------- scipy, Adam
 def run_scipy(rep, params, v, method, ks):
     from scipy.sparse.linalg import LinearOperator, lsmr, lsqr
@@ -425,9 +466,12 @@ def run_sequence(levels=4, n_levels=10, fits=3, configs=None):
             x0 = f + s * (eps - eh)
             trail = [nl(x0, f)]
             for j in range(fits):
-                pre = rep.kfac_preconditioner(p) if cfg.get("kfac") else None
-                d = cg_solve(rep.render, p, x0 - f, iters=cfg["iters"], precond=pre, damping=cfg.get("damping", 0.0),
-                             x0=prev.get(j) if cfg.get("warm") else None)
+                if cfg.get("kernel"):
+                    d = kernel_solve(rep.render, p, x0 - f, kernel=rep.pixel_kernel)
+                else:
+                    pre = rep.kfac_preconditioner(p) if cfg.get("kfac") else None
+                    d = cg_solve(rep.render, p, x0 - f, iters=cfg["iters"], precond=pre,
+                                 damping=cfg.get("damping", 0.0), x0=prev.get(j) if cfg.get("warm") else None)
                 prev[j] = d
                 if cfg.get("line_search"):
                     d = line_search(p, d, x0)
@@ -486,7 +530,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=40, help="largest number of pairs on the curves")
     ap.add_argument("--sections", nargs="+", default=["linear", "sequence", "nerf_ddr"],
-                    choices=["linear", "sequence", "nerf_ddr", "kfac_variants", "nystrom"])
+                    choices=["linear", "sequence", "nerf_ddr", "kfac_variants", "nystrom", "kernel"])
     ap.add_argument("--problems", nargs="+", default=["siren64", "nerf"], choices=["siren64", "nerf"])
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
@@ -535,6 +579,8 @@ def main(argv=None):
         doc["kfac_variants"] = run_kfac_variants(min(a.pairs, 20))
     if "nystrom" in a.sections:
         doc["nystrom"] = run_nystrom(min(a.pairs, 20))
+    if "kernel" in a.sections:
+        doc["kernel"] = run_kernel()
     if "nerf_ddr" in a.sections:
         doc["nerf_ddr"] = run_nerf_ddr()
     text = json.dumps(doc, indent=1)

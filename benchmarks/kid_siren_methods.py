@@ -4,9 +4,17 @@ method and seed set, notebook 03's settings at 30 NFE: DDR with 6 Gauss-Newton f
 SJC and SDS at their best settings from benchmarks/sweep_peers_siren.py).
 tests/test_unet_prior.py asserts the ordering on seed 0; this script checks it on several seed sets:
 `python benchmarks/kid_siren_methods.py [--seeds 0 1 2]`.
+
+``--solvers`` instead compares DDR's pull-back solvers at the same 30 levels: CG (6 fits x 4 iterations, the
+notebook's setting) against the exact pixel-kernel solve (``solver="kernel"``) with 1 to 10 Gauss-Newton fits,
+KID and seconds (one thread) per seed set; ``--out`` writes the JSON
+(``benchmarks/results/siren_kernel_fits.json``).
 """
 import argparse
 import json
+import time
+
+import torch
 
 import diffrep_lite as dl
 from diffrep_lite import metrics
@@ -21,13 +29,36 @@ RUNS = {"ddr": dict(steps=30, solver="cg", solver_iters=4, fit_iters=6),
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--solvers", action="store_true", help="compare DDR's CG and kernel solvers instead")
+    ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
+    if a.solvers:
+        torch.set_num_threads(1)
     prior = dl.priors.load_digits_prior()
     rep = SirenImage(16, 1, hidden=64, hidden_layers=2)
     feats = metrics.digits_features()
     ref = dl.sample("reference", prior, None, steps=50, n=64, seed=1000, cond=LABEL, guidance_scale=CFG,
                     progress=False).x[:, 0]
     fref = feats(ref)
+    if a.solvers:
+        runs = {"cg_6x4": RUNS["ddr"], **{f"kernel_{f}": dict(steps=30, solver="kernel", fit_iters=f)
+                                          for f in (1, 3, 6, 8, 10)}}
+        rows = []
+        for seed in a.seeds:
+            row = dict(seed=seed)
+            for m, o in runs.items():
+                t0 = time.perf_counter()
+                x = dl.sample("ddr", prior, rep, n=N, seed=seed, cond=LABEL, guidance_scale=CFG, progress=False,
+                              **o).x[:, 0]
+                row[m] = dict(kid=round(metrics.kid(feats(x), fref, features=None), 4),
+                              seconds=round(time.perf_counter() - t0, 1))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        doc = {"cfg": CFG, "label": LABEL, "n": N, "settings": runs, "threads": 1, "results": rows}
+        if a.out:
+            with open(a.out, "w") as fh:
+                fh.write(json.dumps(doc, indent=1) + "\n")
+        return
     rows = []
     for seed in a.seeds:
         kw = dict(n=N, seed=seed, cond=LABEL, guidance_scale=CFG, progress=False)
