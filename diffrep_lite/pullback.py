@@ -30,8 +30,8 @@ from typing import Callable
 import torch
 from torch.func import jacrev, jvp, vjp
 
-__all__ = ["solve", "SOLVERS", "dense_solve", "kernel_solve", "cg_solve", "adam_solve", "gd_solve", "KroneckerPreconditioner",
-           "JacobiPreconditioner", "hutchinson_diagonal", "PRECONDITIONERS", "preconditioner"]
+__all__ = ["solve", "SOLVERS", "dense_solve", "kernel_solve", "cg_solve", "adam_solve", "gd_solve",
+           "KroneckerPreconditioner", "JacobiPreconditioner", "hutchinson_diagonal", "PRECONDITIONERS", "preconditioner"]
 
 Params = dict[str, torch.Tensor]
 
@@ -258,8 +258,9 @@ def kernel_solve(render: Callable, params: Params, v: torch.Tensor, *, kernel: C
     ``[M, M]`` matrix ``J J^T`` of one sample in the order of ``render(params)[b].reshape(-1)``; coordinate
     networks build it without Jacobian products (:meth:`~diffrep_lite.diffreps.NeuralField.pixel_kernel`). It is
     factored in float64 (Cholesky; an eigendecomposition when ``K`` is singular, i.e. more outputs than
-    parameters). Cost per sample: ``O(M^2 width)`` to build, ``O(M^3)`` to factor, ``M^2`` floats: cheap at
-    16 x 16, about 30 s on two CPU cores at 64 x 64 RGB (``benchmarks/bench_pullback.py``, section ``kernel``).
+    parameters). Cost per sample: ``O(M^2 width)`` to build, ``O(M^3)`` to factor, a few ``M x M`` matrices of
+    memory: cheap at 16 x 16, about 30 s per sample on one CPU core at 64 x 64 RGB (``M`` = 12,288;
+    ``benchmarks/bench_pullback.py``, section ``kernel``).
     """
     params = {k: t.detach() for k, t in params.items()}
     us = []

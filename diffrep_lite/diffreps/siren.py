@@ -175,8 +175,8 @@ class NeuralField(Diffrep):
 
         From :meth:`pixel_layer_grads`, with no Jacobian products: ``J``'s row for output ``(c, n)`` and layer
         ``l`` is ``g_lcn a_ln^T``, so ``K[(c, n), (c', n')] = sum_l (a_ln . a_ln') (g_lcn . g_lc'n')``. Cost
-        ``O(M^2 width)`` and ``M^2`` floats of memory: 768 x 768 for a 16 x 16 RGB image, 12,288 x 12,288 (600 MB
-        in float32) at 64 x 64. :func:`~diffrep_lite.pullback.kernel_solve` solves with it.
+        ``O(M^2 width)`` and a few ``M x M`` matrices of memory: ``K`` is 768 x 768 for a 16 x 16 RGB image and
+        12,288 x 12,288 (600 MB in float32) at 64 x 64. :func:`~diffrep_lite.pullback.kernel_solve` solves with it.
         """
         raw = self.pixel_layer_grads(params_one)
         K = None
