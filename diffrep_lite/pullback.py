@@ -257,10 +257,11 @@ def kernel_solve(render: Callable, params: Params, v: torch.Tensor, *, kernel: C
     solver, and with ``damping > 0`` it is ``(J^T J + damping I)^{-1} J^T v``. ``kernel(params_one)`` returns the
     ``[M, M]`` matrix ``J J^T`` of one sample in the order of ``render(params)[b].reshape(-1)``; coordinate
     networks build it without Jacobian products
-    (:meth:`~diffrep_lite.diffreps.siren.NeuralField.pixel_kernel`). It is factored in float64 (Cholesky; an eigendecomposition when ``K`` is singular, i.e. more outputs than
-    parameters). Cost per sample: ``O(M^2 width)`` to build, ``O(M^3)`` to factor, a few ``M x M`` matrices of
-    memory: cheap at 16 x 16, about 30 s per sample on one CPU core at 64 x 64 RGB (``M`` = 12,288;
-    ``benchmarks/bench_pullback.py``, section ``kernel``).
+    (:meth:`~diffrep_lite.diffreps.siren.NeuralField.pixel_kernel`). It is factored in float64 (Cholesky; an
+    eigendecomposition when ``K`` is singular, i.e. more outputs than parameters). Cost per sample:
+    ``O(M^2 width)`` to build, ``O(M^3)`` to factor, a few ``M x M`` matrices of memory: cheap at 16 x 16, about
+    30 s per sample on one CPU core at 64 x 64 RGB (``M`` = 12,288; ``benchmarks/bench_pullback.py``, section
+    ``kernel``).
     """
     params = {k: t.detach() for k, t in params.items()}
     us = []
