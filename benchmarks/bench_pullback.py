@@ -72,8 +72,8 @@ from torch.func import functional_call, jvp, vjp, vmap
 
 from diffrep_lite.diffreps import SirenImage, VoxelNeRF, cameras_on_sphere
 from diffrep_lite.priors import GaussianMixture
-from diffrep_lite.pullback import (JacobiPreconditioner, KroneckerPreconditioner, _axpy, _bdot_t, adam_solve,
-                                   cg_solve, hutchinson_diagonal, kernel_solve)
+from diffrep_lite.pullback import (JacobiPreconditioner, KroneckerPreconditioner, _axpy, _bdot, _bdot_t,
+                                   adam_solve, cg_solve, hutchinson_diagonal, kernel_solve)
 from diffrep_lite.schedule import Schedule
 
 B = 2
@@ -369,9 +369,9 @@ def run_kernel():
     # Why K-FAC stalls the fit and the exact solve does not: the size of each step and, for K-FAC, the part of
     # its step outside range(J^T) (d - J^+ J d), which changes nothing to first order.
     def norm(x):
-        return [round(t, 4) for t in (sum(a.flatten(1).pow(2).sum(1) for a in x.values()) ** 0.5).tolist()]
+        return [round(t, 4) for t in _bdot(x, x).sqrt().tolist()]
 
-    df = cg_solve(rep.render, params, v, iters=10, precond=rep.kfac_preconditioner(params))
+    df = cg_solve(rep.render, params, v, iters=10, precond=M)  # run_cg keeps the curve, not the increment
     inside = kernel_solve(rep.render, params, jvp(rep.render, (params,), (df,))[1], kernel=rep.pixel_kernel)
     steps = {"exact": norm(d), "cgls_8": norm(cg_solve(rep.render, params, v, iters=8)), "cgls_kfac_10": norm(df),
              "cgls_kfac_10_outside_range_Jt": norm({k: df[k] - inside[k] for k in df})}

@@ -178,14 +178,12 @@ class NeuralField(Diffrep):
         ``O(M^2 width)`` and a few ``M x M`` matrices of memory: ``K`` is 768 x 768 for a 16 x 16 RGB image and
         12,288 x 12,288 (600 MB in float32) at 64 x 64. :func:`~diffrep_lite.pullback.kernel_solve` solves with it.
         """
-        raw = self.pixel_layer_grads(params_one)
         K = None
-        for g, a in raw.values():
-            C = g.shape[0] // a.shape[0]
+        for g, a in self.pixel_layer_grads(params_one).values():
+            N, C = a.shape[0], g.shape[0] // a.shape[0]
             term = (g @ g.T).mul_((a @ a.T).repeat(C, C))
             K = term if K is None else K.add_(term)
         if len(self.view_shape) != 3:  # render order is pixel-major: (n, c), not (c, n)
-            N = raw[next(iter(raw))][1].shape[0]
             perm = torch.arange(C * N, device=K.device).reshape(C, N).T.reshape(-1)
             K = K[perm][:, perm]
         return K

@@ -182,18 +182,19 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
             raise ValueError(f"{type(diffrep).__name__}.shared_noise(1) must have shape "
                              f"{(1, s.V, *prior.data_shape)}, got {tuple(probe.shape)}")
     check_positive(solver_lr, "solver_lr")
+    # K-FAC and the kernel solve both need the per-pixel layer factors of a NeuralField of nn.Linear layers
+    linear_field = getattr(diffrep, "_linear_layers", lambda: None)() is not None
     if preconditioner is not None:
         check_choice(preconditioner, "preconditioner", PRECONDITIONERS)
         if solver != "cg":
             raise ValueError(f"preconditioner={preconditioner!r} needs solver='cg', got solver={solver!r}")
-        if preconditioner == "kfac" and getattr(diffrep, "_linear_layers", lambda: None)() is None:
+        if preconditioner == "kfac" and not linear_field:
             raise ValueError(f"preconditioner='kfac' needs a NeuralField of nn.Linear layers; "
                              f"{type(diffrep).__name__} has no K-FAC preconditioner: use 'jacobi' or None")
     check_callback(callback)
     check_progress(progress)
     _check_int(checkpoint_every, "checkpoint_every")
-    if solver == "kernel" and (getattr(diffrep, "pixel_kernel", None) is None
-                               or getattr(diffrep, "_linear_layers", lambda: None)() is None):
+    if solver == "kernel" and not linear_field:
         raise ValueError(f"solver='kernel' needs a NeuralField of nn.Linear layers (it builds J J^T from per-pixel "
                          f"factors); {type(diffrep).__name__} has none: use solver='cg'")
     solver_kw = dict(solver=solver, iters=solver_iters, damping=damping, lr=solver_lr)
