@@ -47,6 +47,11 @@ solve ``d = J^T K^-1 v`` of ``solver="kernel"`` (:func:`~diffrep_lite.pullback.k
 of CGLS (8 pairs) and of K-FAC-preconditioned CGLS (10 pairs), with the part of K-FAC's step outside
 ``range(J^T)``.
 
+Section ``kernel_sizes`` (SIRENs, batch 2, target a smooth image minus the render): seconds and relative residual
+of the exact kernel solve against 10 and 20 CGLS pairs as the number of outputs ``M`` grows from a 16 x 16 grey
+image to 64 x 64 RGB; where DDR's ``solver="auto"`` switches from the kernel solve to CG
+(``KERNEL_AUTO_MAX_OUTPUTS``) comes from it.
+
 Section ``nerf_ddr``: DDR itself on notebook 05's 3-D toy with and without the Jacobi preconditioner (held-out
 PSNR and seconds).
 
@@ -57,6 +62,8 @@ Prints one JSON document (``--out`` also writes it). One thread, CPU:
         --pairs 20 --out benchmarks/results/pullback_kfac_cpu.json
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_pullback.py --sections kernel \
         --out benchmarks/results/pullback_kernel_cpu.json
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_pullback.py --sections kernel_sizes \
+        --out benchmarks/results/pullback_kernel_sizes_cpu.json
 """
 from __future__ import annotations
 
@@ -92,14 +99,15 @@ def smooth_field(shape, g, width=4.0):
     return (0.5 * z / z.std()).reshape(shape)
 
 
-def siren_problem(seed=0):
+def siren_problem(seed=0, res=64, channels=3, hidden=256, hidden_layers=3):
     torch.manual_seed(seed)
-    rep = SirenImage(64, 3, hidden=256, hidden_layers=3)
-    assert rep.num_params() == 198915
+    rep = SirenImage(res, channels, hidden=hidden, hidden_layers=hidden_layers)
+    if (res, channels, hidden, hidden_layers) == (64, 3, 256, 3):
+        assert rep.num_params() == 198915
     g = torch.Generator().manual_seed(seed + 1)
     params = rep.init_params(B, generator=g)
     with torch.no_grad():
-        v = smooth_field((B, 1, 3, 64, 64), g) - rep.render(params)
+        v = smooth_field((B, 1, channels, res, res), g) - rep.render(params)
     return rep, params, v
 
 
@@ -380,6 +388,33 @@ def run_kernel():
             "sequence": run_sequence(configs={"kernel_exact": {"kernel": True}})}
 
 
+def run_kernel_sizes(sizes=((16, 1, 64, 2), (16, 1, 256, 3), (16, 3, 256, 3), (32, 1, 256, 3), (32, 3, 256, 3),
+                             (64, 1, 256, 3), (48, 3, 256, 3), (64, 3, 256, 3))):
+    """Seconds and residual of the exact kernel solve and of 10 / 20 CGLS pairs against the number of outputs."""
+    rows = []
+    for res, C, hidden, layers in sizes:
+        rep, params, v = siren_problem(res=res, channels=C, hidden=hidden, hidden_layers=layers)
+        cg_solve(rep.render, params, v, iters=2)  # warm-up
+        kernel_solve(rep.render, {k: t[:1] for k, t in params.items()}, v[:1], kernel=rep.pixel_kernel)
+        row = {"resolution": res, "channels": C, "hidden": hidden, "hidden_layers": layers,
+               "num_params": rep.num_params(), "outputs_per_sample": v[0].numel()}
+        t0 = time.perf_counter()
+        d = kernel_solve(rep.render, params, v, kernel=rep.pixel_kernel)
+        row["kernel"] = {"seconds": round(time.perf_counter() - t0, 3),
+                         "rel_residual": [round(x, 7) for x in true_residual(rep, params, d, v)]}
+        for k in (10, 20):
+            t0 = time.perf_counter()
+            d = cg_solve(rep.render, params, v, iters=k)
+            row[f"cgls_{k}"] = {"seconds": round(time.perf_counter() - t0, 3),
+                                "rel_residual": [round(x, 5) for x in true_residual(rep, params, d, v)]}
+        print(f"  {res}x{res}x{C} width {hidden}x{layers} (M = {row['outputs_per_sample']}): kernel "
+              f"{row['kernel']['seconds']:.2f} s {max(row['kernel']['rel_residual']):.1e}; CGLS 10 "
+              f"{row['cgls_10']['seconds']:.2f} s {max(row['cgls_10']['rel_residual']):.3f}; CGLS 20 "
+              f"{row['cgls_20']['seconds']:.2f} s {max(row['cgls_20']['rel_residual']):.3f}", flush=True)
+        rows.append(row)
+    return rows
+
+
 # ----------------------------------------------------------------------------------- scipy, Adam
 def run_scipy(rep, params, v, method, ks):
     from scipy.sparse.linalg import LinearOperator, lsmr, lsqr
@@ -530,7 +565,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=40, help="largest number of pairs on the curves")
     ap.add_argument("--sections", nargs="+", default=["linear", "sequence", "nerf_ddr"],
-                    choices=["linear", "sequence", "nerf_ddr", "kfac_variants", "nystrom", "kernel"])
+                    choices=["linear", "sequence", "nerf_ddr", "kfac_variants", "nystrom", "kernel",
+                             "kernel_sizes"])
     ap.add_argument("--problems", nargs="+", default=["siren64", "nerf"], choices=["siren64", "nerf"])
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
@@ -581,6 +617,8 @@ def main(argv=None):
         doc["nystrom"] = run_nystrom(min(a.pairs, 20))
     if "kernel" in a.sections:
         doc["kernel"] = run_kernel()
+    if "kernel_sizes" in a.sections:
+        doc["kernel_sizes"] = run_kernel_sizes()
     if "nerf_ddr" in a.sections:
         doc["nerf_ddr"] = run_nerf_ddr()
     text = json.dumps(doc, indent=1)

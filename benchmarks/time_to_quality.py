@@ -10,7 +10,9 @@ Two workloads, each method timed on one thread in this process:
   mixture prior, a voxel NeRF seen by 24 cameras): the PSNR of 12 held-out cameras against the nearest true
   scene, averaged over the samples. Higher is better.
 
-DDR runs over a grid of (levels, Gauss-Newton fits, CG iterations); SJC, SDS and SDI over their step counts.
+DDR runs over a grid of (levels, Gauss-Newton fits, CG iterations) and, on SIRENs, over a grid of (levels, fits)
+with the exact pixel-kernel solve (``solver="kernel"``, what DDR's default ``solver="auto"`` runs on these 16 x 16
+SIRENs); SJC, SDS and SDI over their step counts.
 For each workload the script finds the best quality any peer reaches, the time of that peer run, and the
 fastest DDR setting that does at least as well: the **DDR-vs-best-peer time ratio** (the issue's goal is
 <= 0.5). It also reports the reverse view (DDR's best quality and the peers' time to it).
@@ -40,12 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FULL = {
     "siren": dict(n=32, n_ref=128, ddr_grid=dict(levels=[5, 10, 20, 30], fits=[2, 4, 6], iters=[2, 4, 8]),
+                  ddr_kernel_grid=dict(levels=[5, 10, 20, 30], fits=[2, 4, 6, 8]),
                   peer_steps=[10, 20, 30, 60, 120, 240]),
     "nerf": dict(n=4, ddr_grid=dict(levels=[5, 10, 20], fits=[1, 2], iters=[4, 10]),
                  peer_steps=[40, 80, 160, 320, 640, 1000]),
 }
 QUICK = {
-    "siren": dict(n=4, n_ref=16, ddr_grid=dict(levels=[3, 6], fits=[1, 2], iters=[2]), peer_steps=[4, 8]),
+    "siren": dict(n=4, n_ref=16, ddr_grid=dict(levels=[3, 6], fits=[1, 2], iters=[2]),
+                  ddr_kernel_grid=dict(levels=[3], fits=[2]), peer_steps=[4, 8]),
     "nerf": dict(n=1, ddr_grid=dict(levels=[3], fits=[1], iters=[2, 4]), peer_steps=[4, 8]),
 }
 #: Settings of the methods that the grid does not vary: on SIRENs each peer's best at notebook 03's budget
@@ -75,6 +79,11 @@ def ddr_grid(grid):
     return [dict(steps=L, fit_iters=F, solver_iters=K) for L in grid["levels"] for F in grid["fits"] for K in grid["iters"]]
 
 
+def ddr_kernel_grid(grid):
+    """DDR with the exact pixel-kernel solve: no solver iterations to vary."""
+    return [dict(solver="kernel", steps=L, fit_iters=F) for L in grid["levels"] for F in grid["fits"]]
+
+
 # ----------------------------------------------------------------------------------------------- workloads
 def siren_workload(cfg, log):
     import diffrep_lite as dl
@@ -97,6 +106,7 @@ def siren_workload(cfg, log):
         return row
 
     rows = [run("ddr", {**SIREN_KW["ddr"], **g}) for g in ddr_grid(cfg["ddr_grid"])]
+    rows += [run("ddr", g) for g in ddr_kernel_grid(cfg.get("ddr_kernel_grid", dict(levels=[], fits=[])))]
     rows += [run(m, {**SIREN_KW[m], "steps": s}) for m in PEERS for s in cfg["peer_steps"]]
     own = dl.sample("reference", prior, None, steps=50, n=cfg["n"], seed=0, **common).x[:, 0]
     floor = metrics.kid(feats(own), fref, features=None)  # the model's own samples: the noise floor of the KID
@@ -138,6 +148,9 @@ def nerf_workload(cfg, log):
 
 
 # ----------------------------------------------------------------------------------------------- summary
+DDR_KEYS = ("solver", "steps", "fit_iters", "solver_iters", "seconds", "quality")
+
+
 def summarise(res):
     """The best quality any peer reaches and DDR's time to it (and the reverse)."""
     low = res["lower_is_better"]
@@ -151,7 +164,7 @@ def summarise(res):
     out = {"best_peer": {k: peer[k] for k in ("method", "steps", "seconds", "quality")}}
     if reach:
         d = min(reach, key=lambda r: r["seconds"])
-        out["ddr_fastest_reaching_it"] = {k: d[k] for k in ("steps", "fit_iters", "solver_iters", "seconds", "quality")}
+        out["ddr_fastest_reaching_it"] = {k: d.get(k) for k in DDR_KEYS}
         out["time_ratio_ddr_over_best_peer"] = round(d["seconds"] / peer["seconds"], 3)
         # the grid's cheapest DDR setting already beats the peer: the ratio is only an upper bound
         out["ratio_is_upper_bound"] = d["seconds"] == min(r["seconds"] for r in ddr)
@@ -160,7 +173,7 @@ def summarise(res):
         out["time_ratio_ddr_over_best_peer"] = None
     q_ddr = best(r["quality"] for r in ddr)
     dbest = min((r for r in ddr if r["quality"] == q_ddr), key=lambda r: r["seconds"])
-    out["best_ddr"] = {k: dbest[k] for k in ("steps", "fit_iters", "solver_iters", "seconds", "quality")}
+    out["best_ddr"] = {k: dbest.get(k) for k in DDR_KEYS}
     preach = [r for r in peers if better(r["quality"], q_ddr)]
     out["peer_fastest_reaching_best_ddr"] = (
         {k: min(preach, key=lambda r: r["seconds"])[k] for k in ("method", "steps", "seconds", "quality")}
@@ -188,22 +201,26 @@ def plot(doc, path):
     names = [k for k in ("siren", "nerf") if k in doc]
     fig, axes = plt.subplots(1, len(names), figsize=(6.4 * len(names), 5.3), squeeze=False)
     colors = {"sjc": "tab:orange", "sds": "tab:green", "sdi": "tab:red"}
-    markers = {1: "v", 2: "s", 3: "^", 4: "o", 6: "D"}
+    markers = {1: "v", 2: "s", 3: "^", 4: "o", 6: "D", 8: "P"}
     for ax, name in zip(axes[0], names):
         res = doc[name]
         low = res["lower_is_better"]
         ddr = [r for r in res["runs"] if r["method"] == "ddr"]
-        fits = sorted({r["fit_iters"] for r in ddr})
-        for j, F in enumerate(fits):
-            pts = [r for r in ddr if r["fit_iters"] == F]
-            shade = plt.cm.Blues(0.45 + 0.5 * j / max(1, len(fits) - 1))
-            ax.scatter([r["seconds"] for r in pts], [r["quality"] for r in pts], marker=markers.get(F, "o"), s=22,
-                       color=shade, alpha=0.9, label=f"DDR, {F} fit{'s' if F > 1 else ''} per level", zorder=3)
+        for solver, cmap, what in (("cg", plt.cm.Blues, "CG"), ("kernel", plt.cm.Purples, "exact")):
+            rows = [r for r in ddr if r.get("solver", "cg") == solver]
+            fits = sorted({r["fit_iters"] for r in rows})
+            for j, F in enumerate(fits):
+                pts = [r for r in rows if r["fit_iters"] == F]
+                shade = cmap(0.45 + 0.5 * j / max(1, len(fits) - 1))
+                ax.scatter([r["seconds"] for r in pts], [r["quality"] for r in pts], marker=markers.get(F, "o"),
+                           s=22, color=shade, alpha=0.9, zorder=3,
+                           label=f"DDR {what}, {F} fit{'s' if F > 1 else ''} per level")
         front = pareto(ddr, low)
-        ax.plot([r["seconds"] for r in front], [r["quality"] for r in front], color="tab:blue", lw=1,
-                label="DDR's best at each time (levels x fits x CG)", zorder=2)
+        both = len({r.get("solver", "cg") for r in ddr}) > 1
+        ax.plot([r["seconds"] for r in front], [r["quality"] for r in front], color="tab:blue", lw=1, zorder=2,
+                label="DDR's best at each time (levels x fits x CG" + (", or exact)" if both else ")"))
         for r in front:
-            ax.annotate(f"{r['steps']}x{r['fit_iters']}x{r['solver_iters']}", (r["seconds"], r["quality"]), fontsize=6,
+            ax.annotate(setting_text(r, short=True), (r["seconds"], r["quality"]), fontsize=6,
                         xytext=(3, 3), textcoords="offset points", color="tab:blue")
         for m in PEERS:
             pts = sorted((r for r in res["runs"] if r["method"] == m), key=lambda r: r["steps"])
@@ -237,6 +254,15 @@ def plot(doc, path):
     fig.savefig(path, dpi=130)
 
 
+def setting_text(r, short=False):
+    """A DDR row's setting: levels x fits x CG iterations, or levels x fits of the exact kernel solve."""
+    if short:
+        return f"{r['steps']}x{r['fit_iters']}" + (" exact" if r.get("solver") == "kernel" else f"x{r['solver_iters']}")
+    if r.get("solver") == "kernel":
+        return f"{r['steps']} levels x {r['fit_iters']} exact fits"
+    return f"{r['steps']} levels x {r['fit_iters']} fits x {r['solver_iters']} CG"
+
+
 def markdown(doc) -> str:
     lines = [f"<!-- written by benchmarks/time_to_quality.py ({doc['mode']} run, {doc['date']}); do not edit -->", ""]
     if doc["mode"] != "full":
@@ -251,11 +277,10 @@ def markdown(doc) -> str:
         p, d, b, pr = s["best_peer"], s["ddr_fastest_reaching_it"], s["best_ddr"], s["peer_fastest_reaching_best_ddr"]
         fq = (lambda q: f"{q:.4f}") if name == "siren" else (lambda q: f"{q:.1f} dB")
         sec = lambda x: f"{x:.3g} s"  # noqa: E731
-        ddr_txt = "not reached" if d is None else \
-            f"{d['steps']} levels x {d['fit_iters']} fits x {d['solver_iters']} CG: {fq(d['quality'])} ({sec(d['seconds'])})"
+        ddr_txt = "not reached" if d is None else f"{setting_text(d)}: {fq(d['quality'])} ({sec(d['seconds'])})"
         ratio = "—" if s["time_ratio_ddr_over_best_peer"] is None else \
             ("≤ " if s.get("ratio_is_upper_bound") else "") + f"{s['time_ratio_ddr_over_best_peer']:.2f}"
-        best_txt = f"{b['steps']} x {b['fit_iters']} x {b['solver_iters']}: {fq(b['quality'])} ({sec(b['seconds'])})"
+        best_txt = f"{setting_text(b)}: {fq(b['quality'])} ({sec(b['seconds'])})"
         pr_txt = "none" if pr is None else f"{pr['method'].upper()} {pr['steps']} steps: {fq(pr['quality'])} ({sec(pr['seconds'])})"
         lines.append(f"| {label} | {p['method'].upper()} {p['steps']} steps: {fq(p['quality'])} ({sec(p['seconds'])}) "
                      f"| {ddr_txt} | {ratio} | {best_txt} | {pr_txt} |")

@@ -442,3 +442,50 @@ def test_kernel_solver_needs_a_kernel():
     prior = Gaussian(torch.zeros(3, dtype=DT), torch.eye(3, dtype=DT), dtype=DT)
     with pytest.raises(ValueError, match="solver='kernel' needs a NeuralField.*Linear.*use solver='cg'"):
         dl.sample("ddr", prior, Linear(A), solver="kernel", steps=2, progress=False)
+
+
+# ------------------------------------------------------------------------------------ DDR's default: solver="auto"
+def test_ddr_auto_solver_runs_the_kernel_solve_on_small_fields_and_cg_elsewhere(monkeypatch):
+    # "auto" is a choice of solver, nothing else: each run equals the explicit solver it picked, bit for bit.
+    import diffrep_lite as dl
+    from diffrep_lite.priors import Gaussian, GaussianMixture
+    import importlib
+
+    ddr_mod = importlib.import_module("diffrep_lite.samplers.ddr")  # the module (the package exports the function)
+
+    rep = SirenImage(4, channels=1, hidden=8, hidden_layers=1, omega_0=10.0)
+    means = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(3), dtype=DT)
+    prior = GaussianMixture(torch.ones(3), means, 1e-2, dtype=DT)
+    kw = dict(steps=6, n=2, seed=4, fit_iters=2, solver_iters=3, progress=False,
+              params0=rep.init_params(2, generator=torch.Generator().manual_seed(1), dtype=DT))
+    auto = dl.sample("ddr", prior, rep, **kw)  # 16 outputs <= KERNEL_AUTO_MAX_OUTPUTS
+    assert auto.trace["solver"] == "kernel"
+    assert torch.equal(auto.x, dl.sample("ddr", prior, rep, solver="kernel", **kw).x)
+    # a preconditioner asks for CG
+    pre = dl.sample("ddr", prior, rep, preconditioner="kfac", **kw)
+    assert pre.trace["solver"] == "cg"
+    assert torch.equal(pre.x, dl.sample("ddr", prior, rep, solver="cg", preconditioner="kfac", **kw).x)
+    # above the size limit: CG with solver_iters
+    monkeypatch.setattr(ddr_mod, "KERNEL_AUTO_MAX_OUTPUTS", 15)
+    big = dl.sample("ddr", prior, rep, **kw)
+    assert big.trace["solver"] == "cg"
+    cg = dl.sample("ddr", prior, rep, solver="cg", **kw)
+    assert torch.equal(big.x, cg.x) and not torch.allclose(cg.x, auto.x, rtol=0, atol=1e-6)
+    # not a coordinate network: CG, which for a linear map with solver_iters = #parameters is exact
+    A, _, _, _ = problem(B=1, m=3, n=2, seed=0)
+    g = Gaussian(torch.zeros(3, dtype=DT), torch.eye(3, dtype=DT), dtype=DT)
+    lin = dl.sample("ddr", g, Linear(A), steps=4, n=2, seed=0, solver_iters=2, progress=False)
+    assert lin.trace["solver"] == "cg"
+    assert torch.equal(lin.x, dl.sample("ddr", g, Linear(A), steps=4, n=2, seed=0, solver="cg", solver_iters=2,
+                                        progress=False).x)
+
+
+def test_ddr_solver_choices_are_named():
+    import diffrep_lite as dl
+    from diffrep_lite.priors import Gaussian
+
+    A, _, _, _ = problem(B=1, m=3, n=2, seed=0)
+    g = Gaussian(torch.zeros(3, dtype=DT), torch.eye(3, dtype=DT), dtype=DT)
+    with pytest.raises(ValueError, match=r"solver must be one of \['adam', 'auto', 'cg', 'dense', 'gd', 'kernel'\], "
+                                         r"got 'lsqr'"):
+        dl.sample("ddr", g, Linear(A), solver="lsqr", steps=2, progress=False)
