@@ -49,8 +49,7 @@ of CGLS (8 pairs) and of K-FAC-preconditioned CGLS (10 pairs), with the part of 
 
 Section ``kernel_sizes`` (SIRENs, batch 2, target a smooth image minus the render): seconds and relative residual
 of the exact kernel solve against 10 and 20 CGLS pairs as the number of outputs ``M`` grows from a 16 x 16 grey
-image to 64 x 64 RGB; where DDR's ``solver="auto"`` switches from the kernel solve to CG
-(``KERNEL_AUTO_MAX_OUTPUTS``) comes from it.
+image to 64 x 64 RGB: where the exact solve stops being the cheaper one.
 
 Section ``nerf_ddr``: DDR itself on notebook 05's 3-D toy with and without the Jacobi preconditioner (held-out
 PSNR and seconds).

@@ -11,8 +11,7 @@ Two workloads, each method timed on one thread in this process:
   scene, averaged over the samples. Higher is better.
 
 DDR runs over a grid of (levels, Gauss-Newton fits, CG iterations) and, on SIRENs, over a grid of (levels, fits)
-with the exact pixel-kernel solve (``solver="kernel"``, what DDR's default ``solver="auto"`` runs on these 16 x 16
-SIRENs); SJC, SDS and SDI over their step counts.
+with the exact pixel-kernel solve (``solver="kernel"``); SJC, SDS and SDI over their step counts.
 For each workload the script finds the best quality any peer reaches, the time of that peer run, and the
 fastest DDR setting that does at least as well: the **DDR-vs-best-peer time ratio** (the issue's goal is
 <= 0.5). It also reports the reverse view (DDR's best quality and the peers' time to it).

@@ -26,8 +26,6 @@ block's saved ``theta`` (stacking increments overshoots). The derivation is in t
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..pullback import PRECONDITIONERS, SOLVERS, preconditioner as make_preconditioner, solve
@@ -42,14 +40,6 @@ CONVENTIONS = ("A", "B")
 #: How the per-view noise is drawn (at the start and in RePaint jumps): independently per view (the paper), or
 #: as one field seen through the views (:meth:`~diffrep_lite.diffreps.base.Diffrep.shared_noise`).
 VIEW_NOISE = ("independent", "shared")
-#: ``solver="auto"`` solves exactly through the pixel kernel (``"kernel"``) for coordinate networks with at most
-#: this many outputs per sample (views x channels x pixels), and with CG otherwise. Measured on one CPU core
-#: (SIRENs of 3 hidden layers of 256, batch 2; ``benchmarks/bench_pullback.py``, section ``kernel_sizes``): the
-#: exact solve costs less than 10 CG pairs up to a 32 x 32 grey image (1,024 outputs: 0.23 s against 0.75 s) and
-#: about as much as 20 pairs at 3,072 to 4,096 outputs (1.9 s against 1.5 s; 4.6 s against 6.3 s), where 20 pairs
-#: still leave a relative residual of 0.03 to 0.04. Above that its ``O(M^3)`` factorisation dominates: 13 s
-#: against 3.2 s at 48 x 48 RGB, 62 s against 5.9 s at 64 x 64 RGB.
-KERNEL_AUTO_MAX_OUTPUTS = 4096
 
 
 def jump_correlation(sigmas, eta: float) -> float:
@@ -92,7 +82,7 @@ def forward_update(eps: torch.Tensor, c: float, generator=None, z: torch.Tensor 
 
 
 def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | None = None, generator=None,
-        params0=None, cond=None, guidance_scale=None, convention: str = "B", solver: str = "auto",
+        params0=None, cond=None, guidance_scale=None, convention: str = "B", solver: str = "cg",
         solver_iters: int = 20, damping: float = 0.0, solver_lr: float = 1e-3, preconditioner: str | None = None,
         fit_iters: int = 1,
         repaint_iters: int = 1, jump: int = 1, eta: float = 0.0, view_noise: str = "independent",
@@ -110,15 +100,12 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         params0: optional initial parameters (dict of ``[n, ...]`` tensors); default ``diffrep.init_params``.
         cond, guidance_scale: condition and CFG scale passed to the prior for every view.
         convention: ``"B"`` (fit ``x0_hat``, carry ``eps_hat``) or ``"A"`` (pull back the increment).
-        solver: pull-back solver, one of ``auto``, ``dense``, ``kernel``, ``cg``, ``adam``, ``gd`` (``gd`` drops
-            the metric). ``kernel`` (coordinate networks, :class:`~diffrep_lite.diffreps.NeuralField`) solves
-            exactly through ``J J^T`` with one vjp (:func:`~diffrep_lite.pullback.kernel_solve`); ``solver_iters``
-            is then unused. ``auto`` (default) is ``kernel`` for a NeuralField of ``nn.Linear`` layers with at most
-            :data:`KERNEL_AUTO_MAX_OUTPUTS` outputs per sample and no ``preconditioner``, where the exact solve
-            is also the cheaper one, and ``cg`` otherwise; ``result.trace["solver"]`` says which ran.
+        solver: pull-back solver, one of ``dense``, ``kernel``, ``cg``, ``adam``, ``gd`` (``gd`` drops the metric).
+            ``kernel`` (coordinate networks, :class:`~diffrep_lite.diffreps.NeuralField`) solves exactly through
+            ``J J^T`` with one vjp (:func:`~diffrep_lite.pullback.kernel_solve`); ``solver_iters`` is then unused.
         solver_iters: CG / Adam iterations per solve; damping: Levenberg-Marquardt ``lambda``;
         solver_lr: Adam / GD learning rate.
-        preconditioner: None (default) or, for ``solver="cg"`` (``"auto"`` then runs CG), ``"jacobi"`` (``diag(J^T J)`` from 16 Hutchinson
+        preconditioner: None (default) or, for ``solver="cg"``, ``"jacobi"`` (``diag(J^T J)`` from 16 Hutchinson
             vjps) or ``"kfac"`` (Kronecker-factored, coordinate networks such as SIRENs), rebuilt before every
             solve (:func:`~diffrep_lite.pullback.preconditioner`). They cut the *linear* residual per CG
             iteration, but with more parameters than outputs preconditioned CG tends to the solution of least
@@ -151,7 +138,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
             schedule reads as the image's mean colour (see ``notebooks/05_nerf``).
         progress: tqdm progress bar on/off. callback: ``callback(step, info)`` after each level.
         return_trace: keep the renders after every level in ``result.trace["x"]`` (after a resume: the
-            levels run in this call only). ``result.trace["solver"]`` is always the solver that ran.
+            levels run in this call only).
         checkpoint_path: if given, save ``(theta, eps, generator state, step)`` there with ``torch.save``
             at the end of every RePaint block once ``checkpoint_every`` levels have passed since the last save,
             and after the last level (see :mod:`.checkpoint`).
@@ -166,7 +153,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale)
     check_choice(convention, "convention", CONVENTIONS)
-    check_choice(solver, "solver", ("auto", *SOLVERS))
+    check_choice(solver, "solver", SOLVERS)
     _check_int(solver_iters, "solver_iters")
     _check_int(fit_iters, "fit_iters")
     _check_int(repaint_iters, "repaint_iters")
@@ -197,10 +184,6 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     check_positive(solver_lr, "solver_lr")
     # K-FAC and the kernel solve both need the per-pixel layer factors of a NeuralField of nn.Linear layers
     linear_field = getattr(diffrep, "_linear_layers", lambda: None)() is not None
-    if solver == "auto":
-        outputs = s.V * math.prod(prior.data_shape)
-        small = linear_field and preconditioner is None and outputs <= KERNEL_AUTO_MAX_OUTPUTS
-        solver = "kernel" if small else "cg"
     if preconditioner is not None:
         check_choice(preconditioner, "preconditioner", PRECONDITIONERS)
         if solver != "cg":
@@ -240,7 +223,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     render = diffrep.render
     with torch.no_grad():
         f = render(params)
-    trace = {"sigmas": sigmas, "solver": solver, **({"x": [f.detach().cpu()]} if return_trace else {})}
+    trace = {"sigmas": sigmas, **({"x": [f.detach().cpu()]} if return_trace else {})}
 
     solver_hint = {
         "gd": f"solver_lr (the 'gd' step size, now {solver_lr:g}) is too large: lower it, or use solver='cg', "
@@ -318,4 +301,4 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
                         method="ddr")
 
 
-__all__ = ["ddr", "CONVENTIONS", "VIEW_NOISE", "KERNEL_AUTO_MAX_OUTPUTS", "bcast", "jump_correlation", "forward_update"]
+__all__ = ["ddr", "CONVENTIONS", "VIEW_NOISE", "bcast", "jump_correlation", "forward_update"]
