@@ -105,7 +105,7 @@ def siren_workload(cfg, log):
         return row
 
     rows = [run("ddr", {**SIREN_KW["ddr"], **g}) for g in ddr_grid(cfg["ddr_grid"])]
-    rows += [run("ddr", g) for g in ddr_kernel_grid(cfg.get("ddr_kernel_grid", dict(levels=[], fits=[])))]
+    rows += [run("ddr", g) for g in ddr_kernel_grid(cfg["ddr_kernel_grid"])]
     rows += [run(m, {**SIREN_KW[m], "steps": s}) for m in PEERS for s in cfg["peer_steps"]]
     own = dl.sample("reference", prior, None, steps=50, n=cfg["n"], seed=0, **common).x[:, 0]
     floor = metrics.kid(feats(own), fref, features=None)  # the model's own samples: the noise floor of the KID
