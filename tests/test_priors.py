@@ -178,3 +178,23 @@ def test_prior_constructor_checks():
         GaussianMixture(MIX_W, MIX_MEANS, torch.ones(2))
     with pytest.raises(ValueError, match="means"):
         GaussianMixture(MIX_W, torch.zeros(3), 0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_isotropic_mixture_fast_path_equals_the_general_formula(dtype):
+    """Components with one variance each take the [B, K] path (no [B, K, D] arrays); it must give the general
+    diagonal formula's eps and posterior, also near a mean at a small sigma, where distances cancel."""
+    g = torch.Generator().manual_seed(11)
+    means = torch.randn(40, 1, 8, 8, generator=g, dtype=torch.float64)
+    var = torch.rand(40, generator=g, dtype=torch.float64) * 0.1 + 1e-3
+    fast = GaussianMixture(torch.rand(40, generator=g, dtype=torch.float64) + 0.1, means, var, dtype=dtype)
+    general = GaussianMixture(fast.weights.double(), means, var[:, None, None, None].expand(40, 1, 8, 8).clone(),
+                              dtype=dtype)
+    assert fast._iso_var is not None and general._iso_var is not None  # a constant diagonal is detected
+    general._iso_var = None  # force the [B, K, D] formula
+    x = torch.cat([means[:8] + 0.01 * torch.randn(8, 1, 8, 8, generator=g, dtype=torch.float64),
+                   torch.randn(8, 1, 8, 8, generator=g, dtype=torch.float64)]).to(dtype)
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for sigma in (0.01, 0.3, 5.0):
+        torch.testing.assert_close(fast.responsibilities(x, sigma), general.responsibilities(x, sigma), **tol)
+        torch.testing.assert_close(fast.eps(x, sigma), general.eps(x, sigma), **tol)
