@@ -9,6 +9,9 @@ tests/test_unet_prior.py asserts the ordering on seed 0; this script checks it o
 notebook's setting) against the exact pixel-kernel solve (``solver="kernel"``) with 1 to 10 Gauss-Newton fits,
 KID and seconds (one thread) per seed set; ``--out`` writes the JSON
 (``benchmarks/results/siren_kernel_fits.json``).
+
+``--fits`` compares Gauss-Newton fits x CG iterations per level the same way (DDR's general default 1 x 20, and
+3 x 8 to 10 x 4: the practical guide's ``fit_iters`` table, ``benchmarks/results/siren_cg_fits.json``).
 """
 import argparse
 import json
@@ -29,10 +32,12 @@ RUNS = {"ddr": dict(steps=30, solver="cg", solver_iters=4, fit_iters=6),
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--solvers", action="store_true", help="compare DDR's CG and kernel solvers instead")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--solvers", action="store_true", help="compare DDR's CG and kernel solvers instead")
+    mode.add_argument("--fits", action="store_true", help="compare DDR's fits x CG iterations instead")
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
-    if a.solvers:
+    if a.solvers or a.fits:
         torch.set_num_threads(1)
     prior = dl.priors.load_digits_prior()
     rep = SirenImage(16, 1, hidden=64, hidden_layers=2)
@@ -40,9 +45,13 @@ def main(argv=None):
     ref = dl.sample("reference", prior, None, steps=50, n=64, seed=1000, cond=LABEL, guidance_scale=CFG,
                     progress=False).x[:, 0]
     fref = feats(ref)
-    if a.solvers:
-        runs = {"cg_6x4": RUNS["ddr"], **{f"kernel_{f}": dict(steps=30, solver="kernel", fit_iters=f)
-                                          for f in (1, 3, 6, 8, 10)}}
+    if a.solvers or a.fits:
+        if a.solvers:
+            runs = {"cg_6x4": RUNS["ddr"], **{f"kernel_{f}": dict(steps=30, solver="kernel", fit_iters=f)
+                                              for f in (1, 3, 6, 8, 10)}}
+        else:
+            runs = {f"cg_{f}x{k}": dict(steps=30, solver="cg", solver_iters=k, fit_iters=f)
+                    for f, k in ((1, 20), (3, 8), (3, 16), (5, 8), (6, 4), (10, 4))}
         rows = []
         for seed in a.seeds:
             row = dict(seed=seed)
