@@ -57,7 +57,8 @@ class Diffrep:
     def kfac_preconditioner(self, params: dict[str, torch.Tensor], *, damping: float = 1e-5):
         """A Kronecker-factored preconditioner ``s -> M^{-1} s`` of the pull-back solve at ``params``
         (:class:`~diffrep_lite.pullback.KroneckerPreconditioner`), or None when the diffrep has none (the base
-        class). :class:`~.siren.NeuralField` implements it; DDR's ``preconditioner="auto"`` uses it where it exists.
+        class). :class:`~.siren.NeuralField` implements it; DDR's ``preconditioner="kfac"`` uses it and rejects
+        diffreps that return None.
         """
         return None
 

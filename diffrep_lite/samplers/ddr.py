@@ -112,7 +112,10 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
             norm in the preconditioner's metric, not ``J^+ v``: on SIRENs K-FAC's long steps leave the region where
             ``f`` is linear and stall the Gauss-Newton fit, where the exact minimum-norm step of
             ``solver="kernel"`` does not (``benchmarks/bench_pullback.py``); hence the default None.
-        fit_iters: Gauss-Newton repeats of the convention-B fit per step (>= 1).
+        fit_iters: Gauss-Newton repeats of the convention-B fit per step (>= 1). One fit is exact for a linear
+            diffrep. A neural field needs several fits of a few CG iterations: on notebook 03's digits SIRENs
+            (30 levels, CFG 3) the defaults, one fit of 20, score KID 0.44 against 0.018 for 6 fits of 4
+            (``benchmarks/results/siren_cg_fits.json``; see the practical guide).
         repaint_iters: RePaint resamplings ``U``: every level is denoised ``U`` times (>= 1; 1 = none).
         jump: RePaint jump length ``j`` (>= 1, <= steps): after each block of ``j`` levels jump back up ``j``
             levels (the last block may be shorter). ``j = 1`` resamples each level on its own.
@@ -132,7 +135,7 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
             for a :class:`~diffrep_lite.diffreps.Panorama`), so overlapping views start with the same noise on
             their shared pixels. Independent noises average out on shared pixels, so the views decide on
             a mode with less noise than one view would. The heavy modes are then chosen more often than their
-            weights. Shared noise removes that bias (see ``notebooks/04_panoramas``). For a
+            weights. Shared noise removes most of that bias (see ``notebooks/04_panoramas``). For a
             :class:`~diffrep_lite.diffreps.VoxelNeRF` the views share the per-channel mean of their noise
             (:meth:`~diffrep_lite.diffreps.nerf.VoxelNeRF.shared_noise`), which a model trained on Stable Diffusion's
             schedule reads as the image's mean colour (see ``notebooks/05_nerf``).
