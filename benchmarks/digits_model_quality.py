@@ -11,7 +11,7 @@ Its own 50-step DDIM samples (``dl.sample("reference", ...)``), ``--per-class`` 
 
 Usage::
 
-    python benchmarks/digits_model_quality.py [--model DIR] [--out benchmarks/results/digits16_quality.json]
+    python benchmarks/digits_model_quality.py [--model DIR] [--tv-seeds 5] [--out benchmarks/results/digits16_quality.json]
 """
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ def main(argv=None):
     ap.add_argument("--cfg", type=float, nargs="+", default=[1.0, 3.0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-unclipped", action="store_true", help="skip the clip_sample=False figures")
+    ap.add_argument("--tv-seeds", type=int, default=0,
+                    help="also repeat the noise-textured (TV) figure over this many seed sets (0..N-1) at each "
+                         "CFG scale, clip_sample on, with the flagged samples per digit (0: skip)")
+    ap.add_argument("--figure", default=None,
+                    help="with --tv-seeds: save the flagged CFG samples (TV or second differences), with the roughest "
+                         "training digits for comparison, to this PNG")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
     labels = torch.arange(10).repeat_interleave(a.per_class)
@@ -56,11 +62,73 @@ def main(argv=None):
                        **metrics.digits_quality(x, labels))
             res["rows"].append(row)
             print(row, file=sys.stderr, flush=True)
+    if a.tv_seeds:
+        res["tv_by_seed"] = tv_by_seed(a, labels)
     txt = json.dumps(res, indent=1)
     print(txt)
     if a.out:
         with open(a.out, "w") as f:
             f.write(txt + "\n")
+
+
+def tv_by_seed(a, labels) -> dict:
+    """The noise-textured share (TV above the training split's 99th percentile) over seed sets, with the
+    flagged samples' digits and TVs, next to the share of each digit of the *real* data above the same
+    threshold (a perfect model's expected share)."""
+    split = digits_split()
+    (xtr, ytr), (xho, yho) = split["train"], split["heldout"]
+    thr = float(metrics.total_variation(xtr).quantile(0.99))
+    out = dict(threshold=thr, real_share_per_digit={
+        "train": [float((metrics.total_variation(xtr[ytr == c]) > thr).double().mean()) for c in range(10)],
+        "heldout": [float((metrics.total_variation(xho[yho == c]) > thr).double().mean()) for c in range(10)]},
+        rows=[])
+    sthr = float(metrics.second_variation(xtr).quantile(0.99))
+    flagged = []  # (image, title) of every flagged sample, for --figure
+    prior = dl.priors.UNetPrior.from_pretrained(a.model, null_label=DIGITS_NULL_LABEL)
+    for s in a.cfg:
+        for seed in range(a.tv_seeds):
+            x = dl.sample("reference", prior, None, steps=a.steps, n=len(labels), seed=seed, cond=labels,
+                          guidance_scale=s, progress=False).x[:, 0].clamp(-1, 1)
+            tv, sv = metrics.total_variation(x), metrics.second_variation(x)
+            flag = tv > thr
+            flagged += [(x[i, 0], f"CFG {s:g} seed {seed} '{int(labels[i])}'\nTV {tv[i]:.0f} 2nd {sv[i]:.0f}")
+                        for i in torch.nonzero(flag | (sv > sthr)).flatten().tolist()]
+            row = dict(cfg=s, seed=seed, noise_textured=float(flag.double().mean()),
+                       static=metrics.noise_textured_fraction(x, xtr, measure="second"),
+                       flagged_per_digit=[int(flag[labels == c].sum()) for c in range(10)],
+                       flagged_tv=sorted(round(float(v), 1) for v in tv[flag]))
+            out["rows"].append(row)
+            print(row, file=sys.stderr, flush=True)
+    if a.figure:
+        save_flagged_figure(a.figure, flagged, xtr, ytr, thr, sthr)
+    for s in a.cfg:
+        shares = [r["noise_textured"] for r in out["rows"] if r["cfg"] == s]
+        out.setdefault("summary", []).append(dict(cfg=s, seeds=len(shares), mean=sum(shares) / len(shares),
+                                                  min=min(shares), max=max(shares)))
+    return out
+
+
+def save_flagged_figure(path, flagged, xtr, ytr, thr, sthr, cols=10):
+    """Every flagged sample at 4x size with its TV and second-difference roughness, then the ten roughest
+    training digits (by TV) for comparison."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tv_tr = metrics.total_variation(xtr)
+    real = [(xtr[i, 0], f"training '{int(ytr[i])}'\nTV {tv_tr[i]:.0f}") for i in tv_tr.argsort(descending=True)[:cols]]
+    rows = -(-len(flagged) // cols) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.45), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    cells = list(axes.flat[:len(flagged)]) + list(axes[-1])
+    for ax, (img, title) in zip(cells, flagged + real):
+        ax.imshow(img.numpy(), cmap="gray", vmin=-1, vmax=1)
+        ax.set_title(title, fontsize=6)
+    fig.suptitle(f"Samples flagged as rough (TV > {thr:.1f} or second differences > {sthr:.1f}, the training "
+                 f"digits' 99th percentiles); last row: the roughest training digits", fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":
