@@ -77,12 +77,13 @@ def tv_by_seed(a, labels) -> dict:
     threshold (a perfect model's expected share)."""
     split = digits_split()
     (xtr, ytr), (xho, yho) = split["train"], split["heldout"]
-    thr = float(metrics.total_variation(xtr).quantile(0.99))
-    out = dict(threshold=thr, real_share_per_digit={
-        "train": [float((metrics.total_variation(xtr[ytr == c]) > thr).double().mean()) for c in range(10)],
-        "heldout": [float((metrics.total_variation(xho[yho == c]) > thr).double().mean()) for c in range(10)]},
-        rows=[])
+    tv_tr, tv_ho = metrics.total_variation(xtr), metrics.total_variation(xho)
+    thr = float(tv_tr.quantile(0.99))
     sthr = float(metrics.second_variation(xtr).quantile(0.99))
+    out = dict(threshold=thr, real_share_per_digit={
+        "train": [float((tv_tr[ytr == c] > thr).double().mean()) for c in range(10)],
+        "heldout": [float((tv_ho[yho == c] > thr).double().mean()) for c in range(10)]},
+        rows=[])
     flagged = []  # (image, title) of every flagged sample, for --figure
     prior = dl.priors.UNetPrior.from_pretrained(a.model, null_label=DIGITS_NULL_LABEL)
     for s in a.cfg:
@@ -94,28 +95,26 @@ def tv_by_seed(a, labels) -> dict:
             flagged += [(x[i, 0], f"CFG {s:g} seed {seed} '{int(labels[i])}'\nTV {tv[i]:.0f} 2nd {sv[i]:.0f}")
                         for i in torch.nonzero(flag | (sv > sthr)).flatten().tolist()]
             row = dict(cfg=s, seed=seed, noise_textured=float(flag.double().mean()),
-                       static=metrics.noise_textured_fraction(x, xtr, measure="second"),
+                       static=float((sv > sthr).double().mean()),
                        flagged_per_digit=[int(flag[labels == c].sum()) for c in range(10)],
                        flagged_tv=sorted(round(float(v), 1) for v in tv[flag]))
             out["rows"].append(row)
             print(row, file=sys.stderr, flush=True)
     if a.figure:
-        save_flagged_figure(a.figure, flagged, xtr, ytr, thr, sthr)
-    for s in a.cfg:
-        shares = [r["noise_textured"] for r in out["rows"] if r["cfg"] == s]
-        out.setdefault("summary", []).append(dict(cfg=s, seeds=len(shares), mean=sum(shares) / len(shares),
-                                                  min=min(shares), max=max(shares)))
+        save_flagged_figure(a.figure, flagged, xtr, ytr, tv_tr, thr, sthr)
+    shares = {s: [r["noise_textured"] for r in out["rows"] if r["cfg"] == s] for s in a.cfg}
+    out["summary"] = [dict(cfg=s, seeds=len(v), mean=sum(v) / len(v), min=min(v), max=max(v))
+                      for s, v in shares.items()]
     return out
 
 
-def save_flagged_figure(path, flagged, xtr, ytr, thr, sthr, cols=10):
+def save_flagged_figure(path, flagged, xtr, ytr, tv_tr, thr, sthr, cols=10):
     """Every flagged sample at 4x size with its TV and second-difference roughness, then the ten roughest
-    training digits (by TV) for comparison."""
+    training digits (by their TV ``tv_tr``) for comparison."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tv_tr = metrics.total_variation(xtr)
     real = [(xtr[i, 0], f"training '{int(ytr[i])}'\nTV {tv_tr[i]:.0f}") for i in tv_tr.argsort(descending=True)[:cols]]
     rows = -(-len(flagged) // cols) + 1
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.45), squeeze=False)

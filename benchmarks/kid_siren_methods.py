@@ -27,6 +27,10 @@ CFG, LABEL, N = 3.0, 3, 16
 RUNS = {"ddr": dict(steps=30, solver="cg", solver_iters=4, fit_iters=6),
         "sjc": dict(steps=30, lr=1e-3, optimizer="adamax"), "sds": dict(steps=30, lr=3e-3),
         "reference": dict(steps=30)}
+SOLVER_RUNS = {"cg_6x4": RUNS["ddr"], **{f"kernel_{f}": dict(steps=30, solver="kernel", fit_iters=f)
+                                         for f in (1, 3, 6, 8, 10)}}
+FIT_RUNS = {f"cg_{f}x{k}": dict(steps=30, solver="cg", solver_iters=k, fit_iters=f)
+            for f, k in ((1, 20), (3, 8), (3, 16), (5, 8), (6, 4), (10, 4))}
 
 
 def main(argv=None):
@@ -46,12 +50,7 @@ def main(argv=None):
                     progress=False).x[:, 0]
     fref = feats(ref)
     if a.solvers or a.fits:
-        if a.solvers:
-            runs = {"cg_6x4": RUNS["ddr"], **{f"kernel_{f}": dict(steps=30, solver="kernel", fit_iters=f)
-                                              for f in (1, 3, 6, 8, 10)}}
-        else:
-            runs = {f"cg_{f}x{k}": dict(steps=30, solver="cg", solver_iters=k, fit_iters=f)
-                    for f, k in ((1, 20), (3, 8), (3, 16), (5, 8), (6, 4), (10, 4))}
+        runs = SOLVER_RUNS if a.solvers else FIT_RUNS
         rows = []
         for seed in a.seeds:
             row = dict(seed=seed)
