@@ -11,7 +11,7 @@ Its own 50-step DDIM samples (``dl.sample("reference", ...)``), ``--per-class`` 
 
 Usage::
 
-    python benchmarks/digits_model_quality.py [--model DIR] [--tv-seeds 5] [--out benchmarks/results/digits16_quality.json]
+    python benchmarks/digits_model_quality.py [--model DIR] [--tv-seeds 20 --exact-prior] [--out benchmarks/results/digits16_quality.json]
 """
 from __future__ import annotations
 
@@ -41,9 +41,12 @@ def main(argv=None):
     ap.add_argument("--tv-seeds", type=int, default=0,
                     help="also repeat the noise-textured (TV) figure over this many seed sets (0..N-1) at each "
                          "CFG scale, clip_sample on, with the flagged samples per digit (0: skip)")
+    ap.add_argument("--exact-prior", action="store_true",
+                    help="with --tv-seeds: also run the exact class-conditional prior over the training digits "
+                         "(what a perfect model of the training split gives under the same sampler and guidance)")
     ap.add_argument("--figure", default=None,
-                    help="with --tv-seeds: save the flagged CFG samples (TV or second differences), with the roughest "
-                         "training digits for comparison, to this PNG")
+                    help="with --tv-seeds: save the flagged CFG samples of the first 5 seed sets (TV or second "
+                         "differences), with the roughest training digits for comparison, to this PNG")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
     labels = torch.arange(10).repeat_interleave(a.per_class)
@@ -71,10 +74,23 @@ def main(argv=None):
             f.write(txt + "\n")
 
 
+FIGURE_SEEDS = 5  # --figure shows the flagged samples of the first seed sets only (a readable page)
+
+
+def exact_digits_prior(schedule) -> "dl.priors.ClipDenoised":
+    """The exact class-conditional prior over the *training* digits (a point mass on each of the 1,442 images,
+    ``ClassConditionalMixture`` with variance 0), on the shipped model's schedule and clipped to [-1, 1] like the
+    model (``clip_sample``): what a perfectly trained model of the training split returns, guidance included."""
+    xtr, ytr = digits_split()["train"]
+    mix = dl.priors.ClassConditionalMixture(xtr, ytr, 0.0, schedule=schedule)  # float32: the same initial noise per seed
+    return dl.priors.ClipDenoised(mix)
+
+
 def tv_by_seed(a, labels) -> dict:
     """The noise-textured share (TV above the training split's 99th percentile) over seed sets, with the
     flagged samples' digits and TVs, next to the share of each digit of the *real* data above the same
-    threshold (a perfect model's expected share)."""
+    threshold (a perfect model's expected share). With ``--exact-prior`` the same figures for the exact
+    prior over the training digits (:func:`exact_digits_prior`) under the same sampler, seeds and guidance."""
     split = digits_split()
     (xtr, ytr), (xho, yho) = split["train"], split["heldout"]
     tv_tr, tv_ho = metrics.total_variation(xtr), metrics.total_variation(xho)
@@ -82,50 +98,68 @@ def tv_by_seed(a, labels) -> dict:
     sthr = float(metrics.second_variation(xtr).quantile(0.99))
     out = dict(threshold=thr, real_share_per_digit={
         "train": [float((tv_tr[ytr == c] > thr).double().mean()) for c in range(10)],
-        "heldout": [float((tv_ho[yho == c] > thr).double().mean()) for c in range(10)]},
-        rows=[])
-    flagged = []  # (image, title) of every flagged sample, for --figure
+        "heldout": [float((tv_ho[yho == c] > thr).double().mean()) for c in range(10)]})
+    flagged = {}  # prior -> (image, title) of every flagged sample of the first FIGURE_SEEDS seed sets, for --figure
     prior = dl.priors.UNetPrior.from_pretrained(a.model, null_label=DIGITS_NULL_LABEL)
-    for s in a.cfg:
-        for seed in range(a.tv_seeds):
-            x = dl.sample("reference", prior, None, steps=a.steps, n=len(labels), seed=seed, cond=labels,
-                          guidance_scale=s, progress=False).x[:, 0].clamp(-1, 1)
-            tv, sv = metrics.total_variation(x), metrics.second_variation(x)
-            flag = tv > thr
-            flagged += [(x[i, 0], f"CFG {s:g} seed {seed} '{int(labels[i])}'\nTV {tv[i]:.0f} 2nd {sv[i]:.0f}")
-                        for i in torch.nonzero(flag | (sv > sthr)).flatten().tolist()]
-            row = dict(cfg=s, seed=seed, noise_textured=float(flag.double().mean()),
-                       static=float((sv > sthr).double().mean()),
-                       flagged_per_digit=[int(flag[labels == c].sum()) for c in range(10)],
-                       flagged_tv=sorted(round(float(v), 1) for v in tv[flag]))
-            out["rows"].append(row)
-            print(row, file=sys.stderr, flush=True)
+    priors = [("model", prior)] + ([("exact_prior", exact_digits_prior(prior.schedule))] if a.exact_prior else [])
+    for name, pr in priors:
+        rows = []
+        for s in a.cfg:
+            for seed in range(a.tv_seeds):
+                x = dl.sample("reference", pr, None, steps=a.steps, n=len(labels), seed=seed, cond=labels,
+                              guidance_scale=s, progress=False).x[:, 0].float().clamp(-1, 1)
+                tv, sv = metrics.total_variation(x), metrics.second_variation(x)
+                flag = tv > thr
+                if seed < FIGURE_SEEDS:
+                    flagged.setdefault(name, []).extend(
+                        (x[i, 0], f"{name.split('_')[0]} CFG {s:g} s{seed} '{int(labels[i])}'\nTV {tv[i]:.0f} 2nd {sv[i]:.0f}")
+                        for i in torch.nonzero(flag | (sv > sthr)).flatten().tolist())
+                row = dict(cfg=s, seed=seed, noise_textured=float(flag.double().mean()),
+                           static=float((sv > sthr).double().mean()),
+                           flagged_per_digit=[int(flag[labels == c].sum()) for c in range(10)],
+                           flagged_tv=sorted(round(float(v), 1) for v in tv[flag]))
+                rows.append(row)
+                print(name, row, file=sys.stderr, flush=True)
+        shares = {s: [r["noise_textured"] for r in rows if r["cfg"] == s] for s in a.cfg}
+        summary = [dict(cfg=s, seeds=len(v), mean=sum(v) / len(v), min=min(v), max=max(v),
+                        flagged_per_digit=[sum(r["flagged_per_digit"][c] for r in rows if r["cfg"] == s)
+                                           for c in range(10)])
+                   for s, v in shares.items()]
+        if name == "model":
+            out.update(rows=rows, summary=summary)
+        else:
+            out[name] = dict(prior="ClassConditionalMixture over the training split, variance 0, clipped to [-1, 1]",
+                             rows=rows, summary=summary)
     if a.figure:
         save_flagged_figure(a.figure, flagged, xtr, ytr, tv_tr, thr, sthr)
-    shares = {s: [r["noise_textured"] for r in out["rows"] if r["cfg"] == s] for s in a.cfg}
-    out["summary"] = [dict(cfg=s, seeds=len(v), mean=sum(v) / len(v), min=min(v), max=max(v))
-                      for s, v in shares.items()]
     return out
 
 
 def save_flagged_figure(path, flagged, xtr, ytr, tv_tr, thr, sthr, cols=10):
-    """Every flagged sample at 4x size with its TV and second-difference roughness, then the ten roughest
-    training digits (by their TV ``tv_tr``) for comparison."""
+    """Every flagged sample at 4x size with its TV and second-difference roughness, one block of rows per prior
+    (``flagged``: name -> [(image, title)]), then the ten roughest training digits (by their TV ``tv_tr``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     real = [(xtr[i, 0], f"training '{int(ytr[i])}'\nTV {tv_tr[i]:.0f}") for i in tv_tr.argsort(descending=True)[:cols]]
-    rows = -(-len(flagged) // cols) + 1
+    blocks = list(flagged.values()) + [real]
+    rows = sum(-(-len(b) // cols) for b in blocks)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.45), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    cells = list(axes.flat[:len(flagged)]) + list(axes[-1])
-    for ax, (img, title) in zip(cells, flagged + real):
-        ax.imshow(img.numpy(), cmap="gray", vmin=-1, vmax=1)
-        ax.set_title(title, fontsize=6)
-    fig.suptitle(f"Samples flagged as rough (TV > {thr:.1f} or second differences > {sthr:.1f}, the training "
-                 f"digits' 99th percentiles); last row: the roughest training digits", fontsize=8)
+    r = 0
+    for block in blocks:
+        for j, (img, title) in enumerate(block):
+            ax = axes[r + j // cols, j % cols]
+            ax.imshow(img.numpy(), cmap="gray", vmin=-1, vmax=1)
+            ax.set_title(title, fontsize=6)
+        r += -(-len(block) // cols)
+    fig.suptitle(f"Samples flagged as rough (TV > {thr:.1f} or second differences > {sthr:.1f}, the training digits' "
+                 f"99th percentiles), seed sets 0-{FIGURE_SEEDS - 1}.\n'model': the shipped model; 'exact': the exact "
+                 f"prior over the training digits (its samples are training digits). Last row: the roughest training "
+                 f"digits", fontsize=8, y=1 - 0.1 / (rows * 1.45), va="top")
+    fig.subplots_adjust(top=1 - 0.85 / (rows * 1.45))  # the title right above the first row
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 

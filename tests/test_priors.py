@@ -198,3 +198,59 @@ def test_isotropic_mixture_fast_path_equals_the_general_formula(dtype):
     for sigma in (0.01, 0.3, 5.0):
         torch.testing.assert_close(fast.responsibilities(x, sigma), general.responsibilities(x, sigma), **tol)
         torch.testing.assert_close(fast.eps(x, sigma), general.eps(x, sigma), **tol)
+
+
+# ------------------------------------------------------------------------------ class-conditional mixture
+CC_MEANS = torch.tensor([[-2.0, 0.0], [1.5, 1.5], [1.0, -2.0], [0.0, 2.5]], dtype=DT)
+CC_LABELS = torch.tensor([0, 1, 0, 2])
+CC_W = torch.tensor([0.4, 0.1, 0.2, 0.3], dtype=DT)
+CC_VAR = torch.tensor([0.1, 0.05, 0.0, 0.2], dtype=DT)
+
+
+@pytest.mark.parametrize("sigma", SIGMAS)
+@pytest.mark.parametrize("scale", [None, 0.0, 1.0, 3.0, 7.5])
+def test_class_conditional_mixture_guided_score_is_exact(sigma, scale):
+    """eps_u + s (eps_c - eps_u) is exactly the guided score (1 - s) grad log p_sigma(x) + s grad log p_sigma(x | c),
+    each term autograd of the closed-form mixture density (class c: its own components, weights renormalised)."""
+    from diffrep_lite.priors import ClassConditionalMixture
+
+    prior = ClassConditionalMixture(CC_MEANS, CC_LABELS, CC_VAR, weights=CC_W, dtype=DT)
+    x = points(96, (2,), seed=11)
+    cond = torch.arange(96) % 3
+    v_full = CC_VAR[:, None].expand(4, 2)
+    uncond = autograd_score(mixture_logp(CC_W, CC_MEANS, v_full, sigma), x)
+    cls = torch.empty_like(x)
+    for c in range(3):
+        m, k = cond == c, CC_LABELS == c
+        cls[m] = autograd_score(mixture_logp(CC_W[k], CC_MEANS[k], v_full[k], sigma), x[m])
+    s = 1.0 if scale is None else scale
+    want = (1 - s) * uncond + s * cls
+    assert torch.allclose(prior.score(x, sigma, cond, scale), want, rtol=1e-9, atol=1e-10)
+    # no condition: the unconditional mixture, whose class shares are the weights' (0.6, 0.1, 0.3)
+    assert torch.allclose(prior.score(x, sigma), uncond, rtol=1e-9, atol=1e-10)
+    assert torch.allclose(prior.class_weights, torch.tensor([0.6, 0.1, 0.3], dtype=DT))
+    assert prior.evals_per_call(scale) == (1 if scale in (None, 0.0, 1.0) else 2)
+
+
+def test_class_conditional_mixture_rejects_bad_input_by_name():
+    from diffrep_lite.priors import ClassConditionalMixture
+
+    prior = ClassConditionalMixture(CC_MEANS, CC_LABELS, 0.1, dtype=DT)
+    x = points(2, (2,), seed=12)
+    for bad in ([0, 3], [-1, 0], [0.5, 1.0], ["a", "b"]):
+        with pytest.raises(ValueError, match=r"cond must be one class index in \[0, 3\)"):
+            prior.eps(x, 1.0, bad)
+    with pytest.raises(ValueError, match="one entry per input"):
+        prior.eps(x, 1.0, [0])
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        prior.eps(x, 1.0, [0, 1], -1.0)
+    with pytest.raises(ValueError, match=r"labels must be K=4 integers"):
+        ClassConditionalMixture(CC_MEANS, [0.0, 1.0, 0.0, 2.0], 0.1)
+    with pytest.raises(ValueError, match=r"labels must be >= 0"):
+        ClassConditionalMixture(CC_MEANS, [0, -1, 0, 2], 0.1)
+    with pytest.raises(ValueError, match=r"every class in \[0, 4\) needs a component; none for class\(es\) \[3\]"):
+        ClassConditionalMixture(CC_MEANS, CC_LABELS, 0.1, n_classes=4)
+    with pytest.raises(ValueError, match=r"n_classes must be an int >= max\(labels\) \+ 1 = 3"):
+        ClassConditionalMixture(CC_MEANS, CC_LABELS, 0.1, n_classes=2)
+    with pytest.raises(ValueError, match="weights must have K=4 entries"):
+        ClassConditionalMixture(CC_MEANS, CC_LABELS, 0.1, weights=[1.0, 2.0])

@@ -1,5 +1,5 @@
 """Diffusion priors (the model side). See :class:`~diffrep_lite.priors.base.Prior` for the protocol."""
-from .analytic import Gaussian, GaussianMixture
+from .analytic import ClassConditionalMixture, Gaussian, GaussianMixture
 from .base import Prior
 from .clip import ClipDenoised
 from .diffusers_unet import UNetPrior
@@ -8,6 +8,6 @@ from .scenes import SceneMixture, blob_scenes, geometric_schedule, psnr, scene_m
 from .shipped import load_digits_prior, load_objects_prior
 from .stable_diffusion import StableDiffusionPrior
 
-__all__ = ["Prior", "Gaussian", "GaussianMixture", "ClipDenoised", "UNetPrior", "load_digits_prior", "load_objects_prior",
+__all__ = ["Prior", "Gaussian", "GaussianMixture", "ClassConditionalMixture", "ClipDenoised", "UNetPrior", "load_digits_prior", "load_objects_prior",
            "StableDiffusionPrior", "ViewMixture", "ViewConditionedMixture", "random_panoramas", "SceneMixture", "blob_scenes",
            "scene_mixture", "geometric_schedule", "psnr"]

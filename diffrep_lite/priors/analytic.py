@@ -13,7 +13,7 @@ import torch
 from ..schedule import Schedule
 from .base import Prior, _bcast
 
-__all__ = ["Gaussian", "GaussianMixture"]
+__all__ = ["Gaussian", "GaussianMixture", "ClassConditionalMixture"]
 
 
 def _default_schedule(schedule):
@@ -160,3 +160,93 @@ class GaussianMixture(Prior):
         comp_x0 = self.means[None] + shrink * (xf[:, None, :] - self.means[None])
         x0 = (r[..., None] * comp_x0).sum(1)
         return ((xf - x0) / _bcast(sigma, xf)).reshape(x.shape)
+
+
+class ClassConditionalMixture(Prior):
+    """An exact class-conditional Gaussian mixture with classifier-free guidance: ``p(x | c)`` is the mixture of
+    the components labelled ``c``, ``p(x)`` the mixture of all of them.
+
+    Args:
+        means: ``[K, *data_shape]`` component means (e.g. the training images themselves).
+        labels: ``[K]`` the class of each component, integers in ``[0, n_classes)``.
+        variances: as :class:`GaussianMixture` (a float, ``[K]`` or ``[K, *data_shape]``); ``0`` puts a point
+            mass on each mean (the exact prior over a finite data set).
+        weights: ``[K]`` non-negative component weights (default: equal), so that ``p(c)`` is each class's
+            share of the weight; within a class the weights are renormalised.
+        n_classes: number of classes (default ``max(labels) + 1``); every class needs a component.
+
+    ``cond`` is one class index per input, or None for the unconditional ``p(x)``. Under guidance scale ``s``
+    the noise prediction is ``eps_u + s (eps_c - eps_u)`` with both terms exact, i.e. the score
+    ``(1 - s) grad log p_sigma(x) + s grad log p_sigma(x | c)``: what a perfectly trained class-conditional
+    model with a null label returns. With the training set as ``means`` and ``variances=0`` it shows what
+    guidance does to the data themselves, with no model error.
+    """
+
+    conditional = True
+    supports_guidance = True
+
+    def __init__(self, means, labels, variances=0.0, *, weights=None, n_classes: int | None = None,
+                 schedule: Schedule | None = None, dtype=torch.float32, device="cpu"):
+        means = torch.as_tensor(means, dtype=torch.float64)
+        if means.ndim < 2:
+            raise ValueError(f"means must be [K, *data_shape], got shape {list(means.shape)}")
+        K = means.shape[0]
+        labels = torch.as_tensor(labels)
+        if labels.shape != (K,) or labels.is_floating_point() or labels.is_complex():
+            raise ValueError(f"labels must be K={K} integers, got {labels.dtype} of shape {list(labels.shape)}")
+        labels = labels.long()
+        if labels.min() < 0:
+            raise ValueError(f"labels must be >= 0, got {int(labels.min())}")
+        n = int(labels.max()) + 1 if n_classes is None else n_classes
+        if isinstance(n, bool) or not isinstance(n, int) or n < int(labels.max()) + 1:
+            raise ValueError(f"n_classes must be an int >= max(labels) + 1 = {int(labels.max()) + 1}, got {n_classes!r}")
+        counts = torch.bincount(labels, minlength=n)
+        if torch.any(counts == 0):
+            raise ValueError(f"every class in [0, {n}) needs a component; none for class(es) "
+                             f"{torch.nonzero(counts == 0).flatten().tolist()}")
+        weights = torch.ones(K, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if weights.shape != (K,):
+            raise ValueError(f"weights must have K={K} entries, got shape {list(weights.shape)}")
+        v = torch.as_tensor(variances, dtype=torch.float64)
+        per_comp = v.ndim > 0 and v.shape[0] == K
+        kw = dict(schedule=_default_schedule(schedule), dtype=dtype, device=device)
+        self.unconditional = GaussianMixture(weights, means, v, **kw)
+        self.classes = [GaussianMixture(weights[labels == c], means[labels == c], v[labels == c] if per_comp else v, **kw)
+                        for c in range(n)]
+        self.n_classes = n
+        self.class_weights = torch.stack([weights[labels == c].sum() for c in range(n)]) / weights.sum()
+        self.schedule, self.data_shape = self.unconditional.schedule, self.unconditional.data_shape
+        self.dtype, self.device = dtype, torch.device(device)
+
+    def check_cond(self, cond, batch=None):
+        super().check_cond(cond, batch)
+        if cond is None:
+            return
+        try:
+            c = torch.as_tensor(cond)
+        except (TypeError, ValueError, RuntimeError):
+            c = None
+        if c is None or c.is_floating_point() or c.is_complex() or c.ndim != 1 or (c.numel() and (c.min() < 0 or c.max() >= self.n_classes)):
+            raise ValueError(f"cond must be one class index in [0, {self.n_classes}) per input (or None for the "
+                             f"unconditional prior), got {cond!r}")
+
+    def evals_per_call(self, guidance_scale) -> int:
+        return 1 if guidance_scale is None or guidance_scale in (0.0, 1.0) else 2
+
+    def _class_eps(self, x, sigma, cond):
+        lab = torch.as_tensor(cond, device=x.device).long()
+        out = torch.empty_like(x)
+        for c in torch.unique(lab).tolist():
+            m = lab == c
+            out[m] = self.classes[c]._eps(x[m], sigma[m], None, None)
+        return out
+
+    def _eps(self, x, sigma, cond, guidance_scale):
+        s = 1.0 if guidance_scale is None else float(guidance_scale)
+        if cond is None or s == 0.0:
+            return self.unconditional._eps(x, sigma, None, None)
+        e_c = self._class_eps(x, sigma, cond)
+        if s == 1.0:
+            return e_c
+        e_u = self.unconditional._eps(x, sigma, None, None)
+        return e_u + s * (e_c - e_u)
