@@ -162,6 +162,17 @@ class GaussianMixture(Prior):
         return ((xf - x0) / _bcast(sigma, xf)).reshape(x.shape)
 
 
+def _eps_by_condition(x, sigma, keys, mixture_of):
+    """``eps_hat`` of inputs ``x`` ``[B, ...]`` whose exact prior depends on a condition: ``keys[i]`` is the
+    (hashable) condition of input ``i`` and ``mixture_of(key)`` its :class:`GaussianMixture`. Each condition's
+    inputs go through one call."""
+    out = torch.empty_like(x)
+    for key in dict.fromkeys(keys):
+        idx = torch.tensor([i for i, k in enumerate(keys) if k == key], device=x.device)
+        out[idx] = mixture_of(key)._eps(x[idx], sigma[idx], None, None)
+    return out
+
+
 class ClassConditionalMixture(Prior):
     """An exact class-conditional Gaussian mixture with classifier-free guidance: ``p(x | c)`` is the mixture of
     the components labelled ``c``, ``p(x)`` the mixture of all of them.
@@ -200,10 +211,9 @@ class ClassConditionalMixture(Prior):
         n = int(labels.max()) + 1 if n_classes is None else n_classes
         if isinstance(n, bool) or not isinstance(n, int) or n < int(labels.max()) + 1:
             raise ValueError(f"n_classes must be an int >= max(labels) + 1 = {int(labels.max()) + 1}, got {n_classes!r}")
-        counts = torch.bincount(labels, minlength=n)
-        if torch.any(counts == 0):
-            raise ValueError(f"every class in [0, {n}) needs a component; none for class(es) "
-                             f"{torch.nonzero(counts == 0).flatten().tolist()}")
+        empty = torch.nonzero(torch.bincount(labels, minlength=n) == 0).flatten().tolist()
+        if empty:
+            raise ValueError(f"every class in [0, {n}) needs a component; none for class(es) {empty}")
         weights = torch.ones(K, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         if weights.shape != (K,):
             raise ValueError(f"weights must have K={K} entries, got shape {list(weights.shape)}")
@@ -211,10 +221,10 @@ class ClassConditionalMixture(Prior):
         per_comp = v.ndim > 0 and v.shape[0] == K
         kw = dict(schedule=_default_schedule(schedule), dtype=dtype, device=device)
         self.unconditional = GaussianMixture(weights, means, v, **kw)
-        self.classes = [GaussianMixture(weights[labels == c], means[labels == c], v[labels == c] if per_comp else v, **kw)
-                        for c in range(n)]
+        in_class = [labels == c for c in range(n)]
+        self.classes = [GaussianMixture(weights[m], means[m], v[m] if per_comp else v, **kw) for m in in_class]
         self.n_classes = n
-        self.class_weights = torch.stack([weights[labels == c].sum() for c in range(n)]) / weights.sum()
+        self.class_weights = torch.bincount(labels, weights=weights, minlength=n) / weights.sum()
         self.schedule, self.data_shape = self.unconditional.schedule, self.unconditional.data_shape
         self.dtype, self.device = dtype, torch.device(device)
 
@@ -233,19 +243,11 @@ class ClassConditionalMixture(Prior):
     def evals_per_call(self, guidance_scale) -> int:
         return 1 if guidance_scale is None or guidance_scale in (0.0, 1.0) else 2
 
-    def _class_eps(self, x, sigma, cond):
-        lab = torch.as_tensor(cond, device=x.device).long()
-        out = torch.empty_like(x)
-        for c in torch.unique(lab).tolist():
-            m = lab == c
-            out[m] = self.classes[c]._eps(x[m], sigma[m], None, None)
-        return out
-
     def _eps(self, x, sigma, cond, guidance_scale):
         s = 1.0 if guidance_scale is None else float(guidance_scale)
         if cond is None or s == 0.0:
             return self.unconditional._eps(x, sigma, None, None)
-        e_c = self._class_eps(x, sigma, cond)
+        e_c = _eps_by_condition(x, sigma, torch.as_tensor(cond).tolist(), self.classes.__getitem__)
         if s == 1.0:
             return e_c
         e_u = self.unconditional._eps(x, sigma, None, None)

@@ -26,7 +26,7 @@ import torch
 
 from ..crops import Crops
 from ..schedule import Schedule
-from .analytic import GaussianMixture, _default_schedule
+from .analytic import GaussianMixture, _default_schedule, _eps_by_condition
 from .base import Prior
 
 __all__ = ["ViewMixture", "ViewConditionedMixture", "random_panoramas"]
@@ -90,12 +90,7 @@ class ViewMixture(Prior):
             self.view_key(c)
 
     def _eps(self, x, sigma, cond, guidance_scale):
-        keys = [self.view_key(c) for c in cond]
-        out = torch.empty_like(x)
-        for key in dict.fromkeys(keys):  # each view's inputs in one call
-            idx = torch.tensor([i for i, k in enumerate(keys) if k == key], device=x.device)
-            out[idx] = self.view_prior(key)._eps(x[idx], sigma[idx], None, None)
-        return out
+        return _eps_by_condition(x, sigma, [self.view_key(c) for c in cond], self.view_prior)
 
     def nearest_component(self, x, cond) -> torch.Tensor:
         """Most probable component of clean views ``x`` ``[B, *data_shape]`` seen with condition ``cond`` -> ``[B]``."""
