@@ -195,6 +195,7 @@ class ClassConditionalMixture(Prior):
 
     conditional = True
     supports_guidance = True
+    cfg_passes = 2
 
     def __init__(self, means, labels, variances=0.0, *, weights=None, n_classes: int | None = None,
                  schedule: Schedule | None = None, dtype=torch.float32, device="cpu"):
@@ -239,9 +240,6 @@ class ClassConditionalMixture(Prior):
         if c is None or c.is_floating_point() or c.is_complex() or c.ndim != 1 or (c.numel() and (c.min() < 0 or c.max() >= self.n_classes)):
             raise ValueError(f"cond must be one class index in [0, {self.n_classes}) per input (or None for the "
                              f"unconditional prior), got {cond!r}")
-
-    def evals_per_call(self, guidance_scale) -> int:
-        return 1 if guidance_scale is None or guidance_scale in (0.0, 1.0) else 2
 
     def _eps(self, x, sigma, cond, guidance_scale):
         s = 1.0 if guidance_scale is None else float(guidance_scale)

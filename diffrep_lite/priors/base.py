@@ -29,6 +29,9 @@ class Prior:
     device: torch.device = torch.device("cpu")
     conditional: bool = False
     supports_guidance: bool = False
+    #: Network passes per input under classifier-free guidance (a scale other than None, 0 and 1): 2 for a prior
+    #: that evaluates the conditional and the unconditional branch separately, 1 (the default) otherwise.
+    cfg_passes: int = 1
 
     # -------------------------------------------------------------- public API
     def eps(self, x: torch.Tensor, sigma, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
@@ -69,8 +72,11 @@ class Prior:
         return (cond, view_cond)
 
     def evals_per_call(self, guidance_scale) -> int:
-        """Network evaluations per input in one :meth:`eps` call (2 under classifier-free guidance)."""
-        return 1
+        """Network evaluations per input in one :meth:`eps` call: :attr:`cfg_passes` under classifier-free
+        guidance (``guidance_scale`` not None, 0 or 1), else 1."""
+        if self.cfg_passes == 1 or guidance_scale is None or float(guidance_scale) in (0.0, 1.0):
+            return 1
+        return self.cfg_passes
 
     # -------------------------------------------------------------- to implement
     def _eps(self, x, sigma, cond, guidance_scale):  # pragma: no cover - abstract

@@ -66,6 +66,8 @@ class UNetPrior(Prior):
             or ``batch_size``.
     """
 
+    cfg_passes = 2
+
     def __init__(self, unet, schedule: Schedule, *, prediction_type: str = "epsilon", null_label: int | None = None,
                  resolution: int | None = None, batch_size: int | None = None, clip_sample: bool = False,
                  clip_sample_range: float = 1.0, dtype=torch.float32, device="cpu"):
@@ -246,10 +248,6 @@ class UNetPrior(Prior):
             if cond is None:
                 raise ValueError("guidance_scale needs class labels: pass cond (one int label per input)")
         return super().eps(x, sigma, cond, guidance_scale)
-
-    def evals_per_call(self, guidance_scale) -> int:
-        """2 when classifier-free guidance needs both passes (``s`` not 0 or 1), else 1."""
-        return 1 if guidance_scale is None or float(guidance_scale) in (0.0, 1.0) else 2
 
     def check_cond(self, cond, batch=None):
         """``cond`` must be None or ``batch`` integer labels in ``[0, num_classes)`` (a list or int tensor);

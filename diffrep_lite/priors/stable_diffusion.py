@@ -19,7 +19,7 @@ the UNet returns ``v = a eps - b x0`` with ``a = sqrt(abar)``, ``b = sqrt(1 - ab
 conditioned on the prompt and ``eps_u`` on the negative prompt (default ``""``, the unconditional
 embedding SD was trained with). ``s = 1`` (or ``guidance_scale=None``) is the conditional model, one
 UNet pass; ``s = 0`` the unconditional one, one pass; any other ``s`` runs both in one batch
-(``evals_per_call = 2``).
+(``cfg_passes = 2``).
 """
 from __future__ import annotations
 
@@ -173,6 +173,7 @@ class StableDiffusionPrior(Prior):
 
     conditional = True
     supports_guidance = True
+    cfg_passes = 2
 
     def __init__(self, unet, vae=None, text_encoder=None, tokenizer=None, scheduler_config=None, *, latent_size=None,
                  negative_prompt: str = "", batch_size: int | None = None, embeddings: dict | None = None,
@@ -316,10 +317,6 @@ class StableDiffusionPrior(Prior):
         """View-dependent prompt: ``"prompt, view_suffix"`` (e.g. ``"a cat, side view"``); a missing part is skipped."""
         parts = [c for c in (cond, view_cond) if c]
         return ", ".join(parts)
-
-    def evals_per_call(self, guidance_scale) -> int:
-        """UNet passes per input: 2 under CFG, 1 for ``guidance_scale`` None, 0 or 1."""
-        return 1 if guidance_scale is None or float(guidance_scale) in (0.0, 1.0) else 2
 
     @property
     def negative_prompt(self) -> str:
