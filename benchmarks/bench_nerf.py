@@ -1,4 +1,4 @@
-"""Seconds per step, NFEs and peak memory of DDR vs SJC vs SDS on a latent voxel NeRF.
+"""Seconds per step, NFEs, peak memory and projected minutes per asset of DDR vs SJC vs SDS on a latent voxel NeRF.
 
 The prior is the package's ``StableDiffusionPrior`` (built with ``from_components``) around a Stable Diffusion
 1.5-shaped ``UNet2DConditionModel`` with *random* weights (no weights can be downloaded; the timing of a network
@@ -10,12 +10,21 @@ Sizes:
       Meant for a GPU (``--device cuda``); on a CPU one UNet pass alone takes many seconds.
   ``--size small``: a tiny UNet (2 levels, 32/64 channels), 16^3 grid, 16x16 latent views: runs on a CPU.
 
+The settings default to notebook 05's Stable Diffusion branch and the peers' usual runs: DDR samples 8 fixed
+cameras with 10 CG iterations per pull-back and 3 RePaint repeats per level (``--views``, ``--cg``,
+``--repaint``); SJC and SDS render one camera per step (``--peer-views``), as SJC and threestudio do. The UNet runs
+in ``--dtype`` (float16 on CUDA by default, float32 on a CPU; the NeRF, the solve and the optimisers stay in
+float32). Each method times ``--steps`` steps (DDR: levels, each with its repeats) after one warm-up step, and
+the JSON projects minutes per asset from them: DDR over ``--asset-levels`` levels (notebook 05's ``sd_steps``),
+SJC and SDS over ``--asset-steps`` steps (10,000, the SDI paper's runs of both).
+
 Each method runs in its own subprocess so its peak memory is its own: CUDA ``max_memory_allocated`` on a
 GPU, the process's peak resident set size (``ru_maxrss``) on a CPU (which includes the Python/torch baseline,
 reported separately as ``baseline_rss_mib``). Prints one JSON object.
 
     python benchmarks/bench_nerf.py --size small
-    python benchmarks/bench_nerf.py --size paper --device cuda --views 4 --steps 3
+    python benchmarks/bench_nerf.py --size paper --device cuda                   # float16 UNet
+    python benchmarks/bench_nerf.py --size paper --device cuda --dtype float32
 """
 from __future__ import annotations
 
@@ -42,6 +51,9 @@ SIZES = {
         cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32), text_dim=768),
 }
 
+
+#: ``--dtype`` names -> the UNet's weights dtype
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 #: the text condition (its embedding is random, like the UNet's weights)
 PROMPT = "a DSLR photo of a hamburger"
@@ -70,15 +82,18 @@ def run_one(args):
     from diffrep_lite.diffreps import VoxelNeRF, cameras_on_sphere
 
     cfg = SIZES[args.size]
-    device, dtype = torch.device(args.device), torch.float32
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     prior = make_prior(cfg, device, dtype)
-    cams = cameras_on_sphere(args.views, 15.0, radius=2.0, fov=60.0)
+    views = args.views if args.method == "ddr" else args.peer_views
+    cams = cameras_on_sphere(views, 15.0, radius=2.0, fov=60.0)
     nerf = VoxelNeRF(cams, cfg["res"], grid=cfg["grid"], channels=4, n_samples=cfg["n_samples"],
                      background="learned", chunk=args.chunk)
-    kw = dict(steps=args.steps, n=1, seed=0, cond=PROMPT, guidance_scale=args.cfg, progress=False)
+    # one warm-up step, then the timed ones; a step's cost does not depend on its noise level, so a short
+    # schedule times what a step of the full run costs
+    kw = dict(steps=args.steps + 1, n=1, seed=0, cond=PROMPT, guidance_scale=args.cfg, progress=False)
     if args.method == "ddr":
-        kw.update(solver_iters=args.cg, repaint_iters=1)
+        kw.update(solver_iters=args.cg, repaint_iters=args.repaint)
     times = []
 
     def tick(step, info):
@@ -92,12 +107,14 @@ def run_one(args):
     out = dl.sample(args.method, prior, nerf, callback=tick, **kw)
     total = time.perf_counter() - t0
     steps_s = [b - a for a, b in zip([t0] + times[:-1], times)]
-    res = {"method": args.method, "steps": args.steps, "sec_per_step": sum(steps_s[1:]) / max(len(steps_s) - 1, 1)
-           if len(steps_s) > 1 else steps_s[0], "first_step_sec": steps_s[0], "total_sec": total,
-           "nfe_per_view": out.nfe, "unet_passes": out.nfe * args.views,
+    sec = sum(steps_s[1:]) / (len(steps_s) - 1)
+    asset = args.asset_levels if args.method == "ddr" else args.asset_steps
+    res = {"method": args.method, "views": views, "dtype": args.dtype, "timed_steps": args.steps, "sec_per_step": sec,
+           "first_step_sec": steps_s[0], "total_sec": total, "nfe_per_view": out.nfe, "unet_passes": out.nfe * views,
+           "asset_steps": asset, "minutes_per_asset_est": sec * asset / 60,
            "finite": bool(torch.isfinite(out.x).all())}
     if args.method == "ddr":
-        res["cg_iters"] = args.cg
+        res.update(cg_iters=args.cg, repaint_iters=args.repaint)
     if device.type == "cuda":
         res["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
     res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -111,23 +128,37 @@ def main():
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--methods", default="ddr,sjc,sds")
-    p.add_argument("--views", type=int, default=4, help="cameras per step (DDR's fixed views; SJC/SDS render the same)")
-    p.add_argument("--steps", type=int, default=4, help="timed steps (the first is reported apart as warm-up)")
-    p.add_argument("--cg", type=int, default=10, help="DDR conjugate-gradient iterations per step")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="the UNet's weights dtype (default float16 on CUDA, float32 on a CPU)")
+    p.add_argument("--views", type=int, default=8, help="DDR's fixed cameras (notebook 05's sd_views)")
+    p.add_argument("--peer-views", type=int, default=1, help="cameras SJC and SDS render per step")
+    p.add_argument("--steps", type=int, default=3, help="timed steps (DDR: levels), after one warm-up step")
+    p.add_argument("--cg", type=int, default=10, help="DDR conjugate-gradient iterations per pull-back")
+    p.add_argument("--repaint", type=int, default=3, help="DDR RePaint repeats per level (notebook 05's repaint_iters)")
+    p.add_argument("--asset-levels", type=int, default=50, help="DDR levels per asset (notebook 05's sd_steps)")
+    p.add_argument("--asset-steps", type=int, default=10000, help="SJC and SDS steps per asset")
     p.add_argument("--cfg", type=float, default=7.5, help="classifier-free guidance scale (2 UNet passes)")
     p.add_argument("--chunk", type=int, default=8192)
     p.add_argument("--method", help=argparse.SUPPRESS)  # internal: run one method in this process
     args = p.parse_args()
+    if args.dtype is None:
+        args.dtype = "float16" if args.device.startswith("cuda") else "float32"
+    for name in ("views", "peer_views", "steps", "cg", "repaint", "asset_levels", "asset_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.method:
         print(json.dumps(run_one(args)))
         return
-    results = {"size": args.size, "device": args.device, "views": args.views, **{k: v for k, v in SIZES[args.size].items() if k != "unet"},
+    results = {"size": args.size, "device": args.device, "dtype": args.dtype, "views": args.views,
+               "peer_views": args.peer_views, **{k: v for k, v in SIZES[args.size].items() if k != "unet"},
                "unet_params_M": None, "torch": torch.__version__, "threads": torch.get_num_threads(), "methods": {}}
     if args.device.startswith("cuda"):
         results["gpu"] = torch.cuda.get_device_name()
     for m in args.methods.split(","):
-        cmd = [sys.executable, __file__, "--size", args.size, "--device", args.device, "--views", str(args.views),
-               "--steps", str(args.steps), "--cg", str(args.cg), "--cfg", str(args.cfg), "--chunk", str(args.chunk),
+        cmd = [sys.executable, __file__, "--size", args.size, "--device", args.device, "--dtype", args.dtype,
+               "--views", str(args.views), "--peer-views", str(args.peer_views), "--steps", str(args.steps),
+               "--cg", str(args.cg), "--repaint", str(args.repaint), "--asset-levels", str(args.asset_levels),
+               "--asset-steps", str(args.asset_steps), "--cfg", str(args.cfg), "--chunk", str(args.chunk),
                "--method", m]
         r = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
         if r.returncode:

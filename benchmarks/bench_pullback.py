@@ -5,7 +5,7 @@ Two problems (issue 12):
 
 * ``siren64``: a SIREN image, 64x64 RGB, 3 hidden layers of 256 (198,915 parameters), batch 2; the target is a
   smooth image (Gaussian-blurred noise, std 0.5) minus the render, what ``x0_hat - f(theta)`` looks like.
-* ``nerf``: the latent voxel NeRF of ``bench_nerf.py --size small`` (16^3 grid, 4 channels, 4 views of 16x16),
+* ``nerf``: the latent voxel NeRF of ``bench_nerf.py --size small`` (16^3 grid, 4 channels), 4 views of 16x16,
   batch 2, target a smooth latent image per view minus the render.
 
 Section ``linear`` (both problems): the relative residual ``||J d - v|| / ||v||`` after ``k`` pairs for
