@@ -12,6 +12,7 @@ Its own 50-step DDIM samples (``dl.sample("reference", ...)``), ``--per-class`` 
 Usage::
 
     python benchmarks/digits_model_quality.py [--model DIR] [--tv-seeds 20 --exact-prior] [--out benchmarks/results/digits16_quality.json]
+    python benchmarks/digits_model_quality.py --tv-seeds 10 --exact-only --steps 1000   # the exact prior alone
 """
 from __future__ import annotations
 
@@ -44,17 +45,23 @@ def main(argv=None):
     ap.add_argument("--exact-prior", action="store_true",
                     help="with --tv-seeds: also run the exact class-conditional prior over the training digits "
                          "(what a perfect model of the training split gives under the same sampler and guidance)")
+    ap.add_argument("--exact-only", action="store_true",
+                    help="with --tv-seeds: the exact prior's TV figures alone, no model samples (cheap at many "
+                         "--steps: how much of its share is the sampler's discretisation)")
     ap.add_argument("--figure", default=None,
                     help="with --tv-seeds: save the flagged CFG samples of the first 5 seed sets (TV or second "
                          "differences), with the roughest training digits for comparison, to this PNG")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
+    if a.exact_only and not a.tv_seeds:
+        ap.error("--exact-only needs --tv-seeds N (N >= 1)")
+    a.exact_prior = a.exact_prior or a.exact_only
     labels = torch.arange(10).repeat_interleave(a.per_class)
     res = dict(benchmark="digits_model_quality", model=os.path.relpath(a.model), steps=a.steps,
                per_class=a.per_class, seed=a.seed, sampler="reference (DDIM, eta 0)", rows=[],
                train_vs_heldout_kid=dict(**metrics.digits_kid_floor(a.per_class),
                                          full_train=metrics.kid(*(digits_split()[k][0] for k in ("train", "heldout")))))
-    for clip in ([True] if a.no_unclipped else [True, False]):
+    for clip in [] if a.exact_only else [True] if a.no_unclipped else [True, False]:
         prior = dl.priors.UNetPrior.from_pretrained(a.model, null_label=DIGITS_NULL_LABEL,
                                                     **({} if clip else dict(clip_sample=False)))
         for s in a.cfg:
@@ -101,7 +108,8 @@ def tv_by_seed(a, labels) -> dict:
         "heldout": [float((tv_ho[yho == c] > thr).double().mean()) for c in range(10)]})
     flagged = {}  # prior -> (image, title) of every flagged sample of the first FIGURE_SEEDS seed sets, for --figure
     prior = dl.priors.UNetPrior.from_pretrained(a.model, null_label=DIGITS_NULL_LABEL)
-    priors = [("model", prior)] + ([("exact_prior", exact_digits_prior(prior.schedule))] if a.exact_prior else [])
+    priors = ([] if a.exact_only else [("model", prior)]) + (
+        [("exact_prior", exact_digits_prior(prior.schedule))] if a.exact_prior else [])
     for name, pr in priors:
         rows = []
         for s in a.cfg:
