@@ -155,11 +155,8 @@ def main():
     if args.device.startswith("cuda"):
         results["gpu"] = torch.cuda.get_device_name()
     for m in args.methods.split(","):
-        cmd = [sys.executable, __file__, "--size", args.size, "--device", args.device, "--dtype", args.dtype,
-               "--views", str(args.views), "--peer-views", str(args.peer_views), "--steps", str(args.steps),
-               "--cg", str(args.cg), "--repaint", str(args.repaint), "--asset-levels", str(args.asset_levels),
-               "--asset-steps", str(args.asset_steps), "--cfg", str(args.cfg), "--chunk", str(args.chunk),
-               "--method", m]
+        # the child parses this run's own arguments (with the device and dtype resolved), plus its one method
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--device", args.device, "--dtype", args.dtype, "--method", m]
         r = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
         if r.returncode:
             results["methods"][m] = {"error": r.stderr[-2000:]}
