@@ -14,23 +14,23 @@ problem per sample. ``render`` is a function ``params -> [B, ...]``.
 * ``"cg"`` — CGLS: conjugate gradients on the normal equations ``(J^T J + lambda I) d = J^T v``, matrix
   free, one ``torch.func.jvp`` and one ``vjp`` per iteration; optionally preconditioned
   (:class:`KroneckerPreconditioner` for coordinate networks, :class:`JacobiPreconditioner` from
-  :func:`hutchinson_diagonal`) or warm-started. ``benchmarks/bench_pullback.py`` measures them: the
-  preconditioners cut the linear residual per iteration, but a preconditioned (or warm-started) CG tends to a
-  solution other than ``J^+ v`` when ``J`` has a null space, and inside DDR's Gauss-Newton fits of a SIREN those
-  steps leave the region where ``f`` is linear; plain CG from ``d = 0`` and the exact ``"kernel"`` solve stay in
-  ``range(J^T)`` and fit.
+  :func:`hutchinson_diagonal`) or warm-started. Preconditioning cuts the linear residual per iteration, but
+  when ``J`` has a null space a preconditioned (or warm-started) CG tends to the solution of least norm in the
+  preconditioner's metric, not ``J^+ v``; plain CG from ``d = 0`` and the exact ``"kernel"`` solve stay in
+  ``range(J^T)``.
 * ``"adam"`` — the inner fit: ``iters`` Adam steps on ``||render(theta + d) - (render(theta) + v)||^2``
   from ``d = 0`` (nonlinear; only approximately the linear solution).
 * ``"gd"`` — one plain gradient step ``d = lr * J^T v``: the covector alone (what SJC/SDS use).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
 from torch.func import jacrev, jvp, vjp
 
-__all__ = ["solve", "SOLVERS", "dense_solve", "kernel_solve", "cg_solve", "adam_solve", "gd_solve",
+__all__ = ["solve", "SOLVERS", "Solver", "Dense", "Kernel", "CG", "Adam", "GD", "make_solver", "dense_solve", "kernel_solve", "cg_solve", "adam_solve", "gd_solve",
            "KroneckerPreconditioner", "JacobiPreconditioner", "hutchinson_diagonal", "PRECONDITIONERS", "preconditioner"]
 
 Params = dict[str, torch.Tensor]
@@ -56,7 +56,7 @@ def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 def cg_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 20, damping: float = 0.0,
              tol: float = 0.0, precond: Callable[[Params], Params] | None = None, x0: Params | None = None,
-             check_every: int = 8, callback: Callable | None = None, **_) -> Params:
+             check_every: int = 8, callback: Callable | None = None) -> Params:
     """CGLS for ``min ||J d - v||^2 + damping ||d||^2`` per sample, preconditioned by ``precond``.
 
     ``iters`` counts Jacobian-product pairs: ``iters`` jvps and ``iters`` vjps (the ``J^T r`` after the last
@@ -221,7 +221,7 @@ class JacobiPreconditioner:
         return {k: s[k] * self.inv[k] for k in s}
 
 
-def dense_solve(render: Callable, params: Params, v: torch.Tensor, *, damping: float = 0.0, **_) -> Params:
+def dense_solve(render: Callable, params: Params, v: torch.Tensor, *, damping: float = 0.0) -> Params:
     """Exact solve with a dense Jacobian per sample: ``J^+ v`` (``damping = 0``) or
     ``(J^T J + damping I)^{-1} J^T v``. Only for small problems (it builds ``[n_out, n_params]``)."""
     keys = list(params)
@@ -249,8 +249,8 @@ def dense_solve(render: Callable, params: Params, v: torch.Tensor, *, damping: f
     return out
 
 
-def kernel_solve(render: Callable, params: Params, v: torch.Tensor, *, kernel: Callable, damping: float = 0.0,
-                 **_) -> Params:
+def kernel_solve(render: Callable, params: Params, v: torch.Tensor, *, kernel: Callable,
+                 damping: float = 0.0) -> Params:
     """Exact solve through the pixel kernel: ``d = J^T (J J^T + damping I)^+ v`` per sample, one vjp in all.
 
     ``J^T (J J^T)^+ = J^+``, so with ``damping = 0`` this is the minimum-norm solution ``J^+ v`` of the dense
@@ -259,9 +259,8 @@ def kernel_solve(render: Callable, params: Params, v: torch.Tensor, *, kernel: C
     networks build it without Jacobian products
     (:meth:`~diffrep_lite.diffreps.siren.NeuralField.pixel_kernel`). It is factored in float64 (Cholesky; an
     eigendecomposition when ``K`` is singular, i.e. more outputs than parameters). Cost per sample:
-    ``O(M^2 width)`` to build, ``O(M^3)`` to factor, a few ``M x M`` matrices of memory: cheap at 16 x 16, about
-    30 s per sample on one CPU core at 64 x 64 RGB (``M`` = 12,288; ``benchmarks/bench_pullback.py``, section
-    ``kernel``).
+    ``O(M^2 width)`` to build, ``O(M^3)`` to factor, a few ``M x M`` matrices of memory (the practical guide's
+    measurements give the crossover with CG).
     """
     params = {k: t.detach() for k, t in params.items()}
     us = []
@@ -285,8 +284,8 @@ def kernel_solve(render: Callable, params: Params, v: torch.Tensor, *, kernel: C
     return vjp_fn(torch.stack(us))[0]
 
 
-def adam_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 20, lr: float = 1e-3,
-               **_) -> Params:
+def adam_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int = 20,
+               lr: float = 1e-3) -> Params:
     """Inner Adam fit: ``iters`` steps on ``0.5 ||render(theta + d) - (render(theta) + v)||^2`` from ``d = 0``.
 
     Nonlinear and preconditioned by Adam's diagonal, so only approximately ``J^+ v`` (see the book's
@@ -306,7 +305,7 @@ def adam_solve(render: Callable, params: Params, v: torch.Tensor, *, iters: int 
     return {k: t.detach() for k, t in d.items()}
 
 
-def gd_solve(render: Callable, params: Params, v: torch.Tensor, *, lr: float = 1.0, **_) -> Params:
+def gd_solve(render: Callable, params: Params, v: torch.Tensor, *, lr: float = 1.0) -> Params:
     """The covector alone: ``d = lr * J^T v`` (one gradient step; no metric)."""
     params = {k: t.detach() for k, t in params.items()}
     _, vjp_fn = vjp(render, params)
@@ -340,23 +339,195 @@ def preconditioner(kind: str, diffrep, params: Params, *, probes: int = 16, gene
 SOLVERS = {"dense": dense_solve, "kernel": kernel_solve, "cg": cg_solve, "adam": adam_solve, "gd": gd_solve}
 
 
-def solve(render: Callable, params: Params, v: torch.Tensor, *, solver: str = "cg", **kw) -> Params:
+def _check_options(name: str, options: dict) -> dict:
+    """Reject options the solver ``name`` does not have (by name, listing its options) and bad values."""
+    from .samplers.common import check_int, check_real
+
+    allowed = [p.name for p in inspect.signature(SOLVERS[name]).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"the {name!r} solver has no option {', '.join(map(repr, unknown))}; its options are "
+                        f"{', '.join(allowed)}")
+    for k, v in options.items():
+        if k == "iters":
+            check_int(v, "iters")
+        elif k == "check_every":
+            check_int(v, "check_every", minimum=0)
+        elif k in ("damping", "tol"):
+            check_real(v, k, lo=0.0)
+        elif k == "lr":
+            check_real(v, "lr", lo=0.0, lo_open=True)
+        elif k in ("precond", "callback", "kernel") and v is not None and not callable(v):
+            raise TypeError(f"{k} must be callable or None, got {type(v).__name__}")
+    return options
+
+
+def solve(render: Callable, params: Params, v: torch.Tensor, *, solver: str = "cg", **options) -> Params:
     """Solve ``min_d ||J d - v||^2`` per sample with the named solver (``dense``, ``kernel``, ``cg``, ``adam``, ``gd``).
 
     Args:
         render: ``params -> [B, ...]`` (a diffrep's render with its views bound).
         params: the linearisation point (each tensor ``[B, ...]``).
         v: ``[B, ...]`` right-hand side, the shape of ``render(params)``.
-        solver: solver name; keyword options go to it (``iters``, ``damping``, ``lr``, ``tol``; for ``"cg"`` also
-            ``precond``, ``x0``, ``check_every``, ``callback``, see :func:`cg_solve`; ``"kernel"`` needs
-            ``kernel``, see :func:`kernel_solve`).
+        solver: solver name; ``options`` are exactly that function's keyword arguments (:func:`cg_solve`:
+            ``iters``, ``damping``, ``tol``, ``precond``, ``x0``, ``check_every``, ``callback``; :func:`kernel_solve`:
+            ``kernel``, ``damping``; :func:`adam_solve`: ``iters``, ``lr``; :func:`gd_solve`: ``lr``;
+            :func:`dense_solve`: ``damping``). An unknown option is an error, not ignored.
 
     Returns:
         the increment ``d`` as a dict shaped like ``params``.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
-    if solver == "kernel" and kw.get("kernel") is None:
+    _check_options(solver, options)
+    if solver == "kernel" and options.get("kernel") is None:
         raise ValueError("solver='kernel' needs kernel=, a function params_one -> J J^T (e.g. "
                          "NeuralField.pixel_kernel)")
-    return SOLVERS[solver](render, params, v, **kw)
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"v must be a tensor shaped like render(params), got {type(v).__name__}")
+    with torch.no_grad():
+        shape = tuple(render({k: t.detach() for k, t in params.items()}).shape)
+    if tuple(v.shape) != shape:
+        raise ValueError(f"v must have the shape of render(params), {list(shape)}, got {list(v.shape)}")
+    if not torch.isfinite(v).all():
+        raise ValueError("v holds NaN or inf")
+    return SOLVERS[solver](render, params, v, **options)
+
+
+class Solver:
+    """A pull-back solver as a small object: ``solver(render, params, v, diffrep=..., key=...) -> d``.
+
+    Subclasses set ``name`` and take their options, validated, in ``__init__``; :meth:`hint` says which setting
+    to change when a run diverges; :meth:`check` rejects a diffrep the solver cannot serve before any work.
+    """
+
+    name = ""
+
+    def settings(self) -> dict:
+        return dict(vars(self))
+
+    def check(self, diffrep) -> None:
+        """Raise ValueError if the solver cannot run on ``diffrep`` (default: it can)."""
+
+    def hint(self) -> str:
+        return f"an ill-conditioned pull-back: raise damping (now {self.settings().get('damping', 0.0):g})"
+
+    def __call__(self, render: Callable, params: Params, v: torch.Tensor, *, diffrep=None, key: int = 0) -> Params:
+        return SOLVERS[self.name](render, params, v, **self.settings())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.settings().items())})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.settings() == other.settings()
+
+
+class Dense(Solver):
+    """Exact solve with a dense Jacobian (:func:`dense_solve`); tiny problems and tests."""
+
+    name = "dense"
+
+    def __init__(self, damping: float = 0.0):
+        self.damping = _check_options("dense", {"damping": damping})["damping"]
+
+
+class Kernel(Solver):
+    """Exact minimum-norm solve through the diffrep's pixel kernel ``J J^T`` (:func:`kernel_solve`)."""
+
+    name = "kernel"
+
+    def __init__(self, damping: float = 0.0):
+        self.damping = _check_options("kernel", {"damping": damping})["damping"]
+
+    def check(self, diffrep) -> None:
+        if not getattr(diffrep, "has_pixel_kernel", False):
+            raise ValueError(f"solver='kernel' needs a diffrep with a pixel kernel (a NeuralField of nn.Linear "
+                             f"layers); {type(diffrep).__name__} has none: use solver='cg'")
+
+    def __call__(self, render, params, v, *, diffrep=None, key=0):
+        return kernel_solve(render, params, v, kernel=diffrep.pixel_kernel, damping=self.damping)
+
+
+class CG(Solver):
+    """CGLS (:func:`cg_solve`), matrix-free; ``preconditioner`` None, ``"jacobi"`` or ``"kfac"``, rebuilt at every
+    solve with its own seeded probes (``key``), so the sampler's random stream is untouched."""
+
+    name = "cg"
+
+    def __init__(self, iters: int = 20, damping: float = 0.0, tol: float = 0.0, preconditioner: str | None = None,
+                 check_every: int = 8):
+        _check_options("cg", dict(iters=iters, damping=damping, tol=tol, check_every=check_every))
+        if preconditioner is not None and preconditioner not in PRECONDITIONERS:
+            raise ValueError(f"preconditioner must be one of {list(PRECONDITIONERS)} or None, got {preconditioner!r}")
+        self.iters, self.damping, self.tol, self.check_every = iters, float(damping), float(tol), check_every
+        self.preconditioner = preconditioner
+
+    def check(self, diffrep) -> None:
+        if self.preconditioner == "kfac" and not getattr(diffrep, "has_pixel_kernel", False):
+            raise ValueError(f"preconditioner='kfac' needs a NeuralField of nn.Linear layers; "
+                             f"{type(diffrep).__name__} has no K-FAC preconditioner: use 'jacobi' or None")
+
+    def hint(self) -> str:
+        return (f"an ill-conditioned pull-back: raise damping (now {self.damping:g}) or lower solver_iters "
+                f"(now {self.iters})")
+
+    def __call__(self, render, params, v, *, diffrep=None, key=0):
+        pre = None
+        if self.preconditioner is not None:
+            g = torch.Generator(device=v.device).manual_seed(key)
+            pre = preconditioner(self.preconditioner, diffrep, params, generator=g)
+        return cg_solve(render, params, v, iters=self.iters, damping=self.damping, tol=self.tol, precond=pre,
+                        check_every=self.check_every)
+
+
+class Adam(Solver):
+    """The inner Adam fit (:func:`adam_solve`), nonlinear and only approximately ``J^+ v``."""
+
+    name = "adam"
+
+    def __init__(self, iters: int = 20, lr: float = 1e-3):
+        _check_options("adam", dict(iters=iters, lr=lr))
+        self.iters, self.lr = iters, float(lr)
+
+    def hint(self) -> str:
+        return f"solver_lr (the inner Adam learning rate, now {self.lr:g}) is too large: lower it"
+
+
+class GD(Solver):
+    """The covector alone, ``d = lr J^T v`` (:func:`gd_solve`): no metric, what score distillation uses."""
+
+    name = "gd"
+
+    def __init__(self, lr: float = 1.0):
+        self.lr = _check_options("gd", {"lr": lr})["lr"]
+
+    def hint(self) -> str:
+        return (f"solver_lr (the 'gd' step size, now {self.lr:g}) is too large: lower it, or use solver='cg', "
+                "which needs no step size")
+
+
+#: Solver name -> class, for :func:`make_solver` and the samplers' ``solver=``.
+SOLVER_CLASSES = {"dense": Dense, "kernel": Kernel, "cg": CG, "adam": Adam, "gd": GD}
+
+
+def make_solver(solver, *, iters=None, damping=None, lr=None, preconditioner=None) -> Solver:
+    """A :class:`Solver` from a name and the flat keywords of the samplers (``solver_iters`` -> ``iters``,
+    ``damping``, ``solver_lr`` -> ``lr``, ``preconditioner``), or ``solver`` itself when it is a Solver already
+    (then no flat keyword may be given). A keyword the named solver does not use is an error."""
+    given = {k: v for k, v in dict(iters=iters, damping=damping, lr=lr, preconditioner=preconditioner).items()
+             if v is not None}
+    flat = {"iters": "solver_iters", "lr": "solver_lr", "damping": "damping", "preconditioner": "preconditioner"}
+    if isinstance(solver, Solver):
+        if given:
+            raise ValueError(f"solver is a {type(solver).__name__} object; set "
+                             f"{', '.join(flat[k] for k in given)} on it, not as a keyword")
+        return solver
+    if solver not in SOLVER_CLASSES:
+        raise ValueError(f"solver must be one of {sorted(SOLVER_CLASSES)} or a pullback.Solver, got {solver!r}")
+    cls = SOLVER_CLASSES[solver]
+    names = set(inspect.signature(cls).parameters)
+    extra = sorted(set(given) - names)
+    if extra:
+        raise ValueError(f"solver={solver!r} does not use {', '.join(flat[k] for k in extra)}; its options are "
+                         f"{', '.join(flat.get(k, k) for k in names)}")
+    return cls(**given)

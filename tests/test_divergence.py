@@ -15,7 +15,9 @@ import torch
 import diffrep_lite as dl
 from diffrep_lite.diffreps import SirenImage
 from diffrep_lite.priors import GaussianMixture
-from diffrep_lite.samplers.checkpoint import save_checkpoint
+from diffrep_lite.samplers.checkpoint import CheckpointPlan
+from diffrep_lite.samplers.common import setup
+from diffrep_lite.samplers.loop import State
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,7 +40,8 @@ def test_diverging_run_raises_naming_method_step_sigma_and_setting(toy, method, 
     with pytest.raises(dl.DivergenceError) as info:
         dl.sample(method, prior, rep, n=4, seed=0, steps=20, progress=False, **kw)
     msg = str(info.value)
-    assert msg.startswith(f"{method}: non-finite ")
+    # non-finite values, or (caught earlier) a render far outside the prior's data range
+    assert msg.startswith(f"{method}: non-finite ") or msg.startswith(f"{method}: the render reached |x| = ")
     m = re.search(rf"at {when} (\d+)\b.*\(sigma = ([0-9.e+-]+)", msg)
     assert m, msg
     step, sigma = int(m.group(1)), float(m.group(2))
@@ -97,12 +100,17 @@ def test_reference_names_the_prior(toy):
         dl.sample("reference", bad, None, n=2, seed=0, steps=10, progress=False)
 
 
-def test_save_checkpoint_refuses_non_finite_state(tmp_path):
+def test_save_checkpoint_refuses_non_finite_state(tmp_path, toy):
     ck = tmp_path / "c.pt"
-    g = torch.Generator()
-    save_checkpoint(ck, method="ddr", step=1, steps=3, params={"w": torch.ones(1, 2)}, eps=torch.zeros(1, 1, 2),
-                    generator=g)
-    with pytest.raises(ValueError, match=r"params\['w'\] holds NaN or inf"):
-        save_checkpoint(ck, method="ddr", step=2, steps=3, params={"w": torch.tensor([[1.0, float("nan")]])},
-                        eps=torch.zeros(1, 1, 2), generator=g)
+    prior, rep = toy
+    s = setup(prior, rep, steps=3, n=1, seed=0, generator=None, params0=None, cond=None, guidance_scale=None)
+    plan = CheckpointPlan(ck)
+    plan.begin(s, 3)
+    params = rep.init_params(1)
+    plan.save(s, State(x=rep.render(params), params=params), 1)
+    bad = {k: t.clone() for k, t in params.items()}
+    k0 = next(iter(bad))
+    bad[k0].view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match=r"params\['.*'\] holds NaN or inf"):
+        plan.save(s, State(x=rep.render(params), params=bad), 2)
     assert torch.load(ck, weights_only=True)["step"] == 1

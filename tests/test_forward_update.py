@@ -109,7 +109,7 @@ def test_ddr_repaint_schedule_blocks_and_nfe():
     """steps=5, jump=2, U=3: blocks {0,1}, {2,3}, {4}; each block runs 3 times -> 15 evaluations."""
     prior = _Recording(torch.zeros(2), torch.eye(2))
     rep = Linear(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]).T)  # 3 params -> 2 outputs
-    out = sample("ddr", prior, rep, steps=5, n=3, seed=0, repaint_iters=3, jump=2, eta=0.5, progress=False,
+    out = sample("ddr", prior, rep, steps=5, n=3, seed=0, repaint_iters=3, jump=2, jump_eta=0.5, progress=False,
                  return_trace=True)
     sig = [float(s) for s in prior.schedule.sigma_grid(5)]
     expect = [sig[0], sig[1]] * 3 + [sig[2], sig[3]] * 3 + [sig[4]] * 3

@@ -212,7 +212,7 @@ def test_ddr_recovers_a_scene_seen_from_held_out_cameras():
     chosen twice). Not every seed succeeds: in a 6-sample run with U=3, 2 samples ended as "Janus" scenes
     (a few views showing the other scene) at 21 and 18.5 dB; without RePaint most samples do."""
     nerf, scenes, prior = _toy()
-    out = dl.sample("ddr", prior, nerf, steps=20, n=4, seed=0, repaint_iters=2, eta=1.0, solver_iters=10,
+    out = dl.sample("ddr", prior, nerf, steps=20, n=4, seed=0, repaint_iters=2, jump_eta=1.0, solver_iters=10,
                     progress=False)
     held = cameras_on_sphere(6, [15.0, 40.0], radius=2.5, fov=40.0)
     with torch.no_grad():
@@ -227,7 +227,7 @@ def test_ddr_recovers_a_scene_seen_from_held_out_cameras():
 # ----------------------------------------------------------------------------------------- checkpoints
 def test_resume_from_checkpoint_is_identical(tmp_path):
     nerf, _, prior = _toy(grid=4, res=6)
-    kw = dict(steps=6, n=2, seed=3, repaint_iters=2, eta=1.0, solver_iters=3, progress=False)
+    kw = dict(steps=6, n=2, seed=3, repaint_iters=2, jump_eta=1.0, solver_iters=3, progress=False)
     full = dl.sample("ddr", prior, nerf, **kw)
 
     class Stop(Exception):

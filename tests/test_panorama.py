@@ -172,7 +172,7 @@ def _four_panoramas():
 
 
 def _run(prior, rep, steps, U, *, n, seed, eta=0.5, jump=1, convention="B"):
-    out = sample("ddr", prior, rep, steps=steps, n=n, seed=seed, repaint_iters=U, jump=jump, eta=eta,
+    out = sample("ddr", prior, rep, steps=steps, n=n, seed=seed, repaint_iters=U, jump=jump, jump_eta=eta,
                  convention=convention, solver="cg", solver_iters=3, progress=False)
     k, dist = prior.nearest_panorama(rep.render_canvas(out.params))
     dis = prior.overlap_disagreement(prior.denoise_views(out.x, rep.offsets, 0.05), rep.offsets)
@@ -267,7 +267,7 @@ def test_shared_view_noise_brings_mode_frequencies_back_to_the_weights():
 def test_shared_view_noise_with_repaint_is_reproducible():
     _, prior = _toy()
     rep = Panorama(Identity((1, 4, 16)), 8, stride=4)
-    kw = dict(steps=6, n=3, seed=5, repaint_iters=2, eta=1.0, view_noise="shared", solver_iters=3, progress=False)
+    kw = dict(steps=6, n=3, seed=5, repaint_iters=2, jump_eta=1.0, view_noise="shared", solver_iters=3, progress=False)
     a, b = sample("ddr", prior, rep, **kw), sample("ddr", prior, rep, **kw)
     torch.testing.assert_close(a.x, b.x, rtol=0, atol=0)
     assert not torch.equal(a.x, sample("ddr", prior, rep, **{**kw, "view_noise": "independent"}).x)

@@ -25,6 +25,11 @@ class Diffrep:
 
     view_shape: tuple = ()
     n_views: int = 1
+    #: The name of DDR's default settings for this kind of diffrep (:data:`diffrep_lite.presets.DDR_PRESETS`).
+    ddr_preset: str = "default"
+    #: Whether the diffrep builds its pixel kernel ``J J^T`` without Jacobian products (:meth:`pixel_kernel`),
+    #: which the exact ``Kernel`` solver and the K-FAC preconditioner need.
+    has_pixel_kernel: bool = False
 
     def param_shapes(self) -> dict[str, tuple]:
         """Shape of each parameter tensor for ONE sample (without the leading ``B``)."""
@@ -53,6 +58,10 @@ class Diffrep:
         canvas-sized field.
         """
         return None
+
+    def pixel_kernel(self, params_one: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``J J^T`` of one sample ``[M, M]`` in render order, for diffreps with ``has_pixel_kernel``."""
+        raise NotImplementedError(f"{type(self).__name__} has no pixel kernel (has_pixel_kernel is False)")
 
     def kfac_preconditioner(self, params: dict[str, torch.Tensor], *, damping: float = 1e-5):
         """A Kronecker-factored preconditioner ``s -> M^{-1} s`` of the pull-back solve at ``params``

@@ -258,6 +258,9 @@ class VoxelNeRF(Diffrep):
             grid/render whose estimated memory exceeds the limit (the message gives both figures).
     """
 
+    #: DDR's defaults for voxel NeRFs (:data:`diffrep_lite.presets.DDR_PRESETS`).
+    ddr_preset = "nerf"
+
     def __init__(self, cameras: Sequence[Camera], resolution=32, grid: int = 32, channels: int = 3, *,
                  bbox_half: float = 1.0, n_samples: int | None = None, chunk: int = 8192,
                  density_shift: float = -1.0, output: str = "raw", background=0.0, view_conds=None,

@@ -103,6 +103,15 @@ class NeuralField(Diffrep):
         if missing:
             raise ValueError(f"init_bounds lacks {sorted(missing)}")
 
+    #: DDR's defaults for coordinate networks (:data:`diffrep_lite.presets.DDR_PRESETS`).
+    ddr_preset = "neural_field"
+
+    @property
+    def has_pixel_kernel(self) -> bool:
+        """Whether :meth:`pixel_kernel` and :meth:`kfac_preconditioner` apply: every parameter sits in an
+        ``nn.Linear`` layer."""
+        return self.linear_layers() is not None
+
     def param_shapes(self):
         return dict(self._shapes)
 
@@ -117,7 +126,7 @@ class NeuralField(Diffrep):
         coords = coords.to(next(iter(params.values())))
         return vmap(lambda p: functional_call(self.module, p, (coords,)))(params)
 
-    def _linear_layers(self):
+    def linear_layers(self):
         """The ``nn.Linear`` layers ``[(name, module)]``, or None when some parameter belongs to something else."""
         linears = [(name, m) for name, m in self.module.named_modules() if isinstance(m, nn.Linear)]
         keys = {f"{n}.weight" for n, _ in linears} | {f"{n}.bias" for n, m in linears if m.bias is not None}
@@ -133,7 +142,7 @@ class NeuralField(Diffrep):
         gradients) gives every ``g`` exactly: ``d f_c(n) / d W = g_cn a_n^T``. Assumes the module treats the
         rows of its input independently (an MLP, no batch normalisation) and calls each ``nn.Linear`` once.
         """
-        linears = self._linear_layers() if linears is None else linears
+        linears = self.linear_layers() if linears is None else linears
         if linears is None:
             raise ValueError(f"{type(self.module).__name__} has parameters outside nn.Linear layers")
         p = {k: t.detach() for k, t in params_one.items()}
@@ -198,7 +207,7 @@ class NeuralField(Diffrep):
         """
         from ..pullback import KroneckerPreconditioner
 
-        linears = self._linear_layers()
+        linears = self.linear_layers()
         if linears is None:
             return None
         B = next(iter(params.values())).shape[0]

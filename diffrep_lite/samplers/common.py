@@ -2,6 +2,7 @@
 the progress bar and the result type. Nothing here is method-specific."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -101,12 +102,28 @@ class Setup:
     device: torch.device
 
 
-def _check_int(value, name, minimum=1):
+def check_int(value, name, minimum=1):
+    """``value`` as an int ``>= minimum``; TypeError / ValueError naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+_check_int = check_int
+
+
+def check_real(value, name, *, lo=None, hi=None, lo_open=False) -> float:
+    """``value`` as a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); the error names ``name`` and
+    the allowed range."""
+    rng = f"{'(' if lo_open else '['}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a finite number in {rng}, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi)):
+        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
+    return v
 
 
 def check_positive(value, name):

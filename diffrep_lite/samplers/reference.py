@@ -18,54 +18,65 @@ from __future__ import annotations
 import torch
 
 from ..schedule import renoise_coefficient
-from .common import (SampleResult, check_callback, check_finite, check_progress, nfe_multiplier, prior_eps,
-                     progress_range, setup)
+from .checkpoint import CheckpointPlan
+from .common import SampleResult, check_finite, check_real, nfe_multiplier, prior_eps, setup
+from .loop import RePaint, State, Step, forward_update, run
 
-__all__ = ["reference"]
+__all__ = ["reference", "DDIMStep"]
+
+
+class DDIMStep(Step):
+    """One DDIM step in the prior's data space, held as ``(x0_hat, eps)`` with ``x_t = x0_hat + sigma eps``:
+    ``eps_hat = prior(x_t)``, ``x0_hat = x_t - sigma eps_hat``, ``eps = c eps_hat + sqrt(1 - c^2) z`` (``c = 1``
+    for ``eta = 0``). It tracks the noise, so RePaint wraps it as it wraps DDR's step."""
+
+    name, tracks_noise = "reference", True
+
+    def __init__(self, eta: float = 0.0):
+        self.eta = check_real(eta, "eta", lo=0.0, hi=1.0)
+        self.hint = "the prior returned a non-finite eps_hat"
+
+    def init(self, s) -> State:
+        eps = self.draw_noise(s)
+        return State(x=torch.zeros_like(eps), eps=eps)
+
+    def observe(self, state: State, sigma) -> torch.Tensor:
+        return state.x + float(sigma) * state.eps  # the noisy sample x_t
+
+    def __call__(self, s, state, i, sig, sig_next, repeat=0):
+        xt = state.x + sig * state.eps
+        eh = prior_eps(s, xt, sig)
+        check_finite("reference", f"step {i}", sig, "the prior returned a non-finite eps_hat for finite inputs: "
+                     f"check the prior and guidance_scale={s.guidance_scale!r}", eps_hat=eh)
+        x0 = xt - sig * eh
+        eps = forward_update(eh, renoise_coefficient(sig_next, sig, self.eta), s.generator)
+        return State(x=x0, eps=eps), sig_next, nfe_multiplier(s)
 
 
 def reference(prior, diffrep=None, *, steps: int = 50, n: int | None = None, seed: int | None = None,
-              generator=None, cond=None, guidance_scale=None, eta: float = 0.0, progress: bool = True,
-              callback=None, return_trace: bool = False, params0=None) -> SampleResult:
-    """DDIM samples of the prior in its own data space.
+              generator=None, cond=None, guidance_scale=None, eta: float = 0.0, repaint_iters: int = 1,
+              jump: int = 1, jump_eta: float = 1.0, progress: bool = True, callback=None, return_trace: bool = False,
+              params0=None, checkpoint_path=None, checkpoint_every: int = 1, resume_from=None,
+              overwrite: bool = False) -> SampleResult:
+    """DDIM samples of the prior in its own data space (:class:`DDIMStep` run by the shared loop).
 
     Args:
         prior: the diffusion prior.
         diffrep: optional; only its number of views (and view conditions) is used, so the output has the
             same ``[n, V, *shape]`` layout as the diffrep samplers. The same seed gives the same initial
             noise as :func:`~diffrep_lite.samplers.ddr.ddr`.
-        steps: number of DDIM steps (>= 1).
-        n: number of samples.
-        seed / generator: randomness (one of them; default seed 0).
-        cond, guidance_scale: condition and classifier-free guidance scale, passed to the prior.
+        steps: number of DDIM steps (>= 1). n, seed / generator, cond, guidance_scale, progress, callback,
+            return_trace, checkpoint_path, checkpoint_every, resume_from, overwrite: as for every sampler.
         eta: DDIM stochasticity in [0, 1] (0 = deterministic).
-        progress: show a tqdm progress bar.
-        callback: ``callback(step, info)`` after each step.
-        return_trace: keep every intermediate ``x``.
+        repaint_iters, jump, jump_eta: RePaint around the DDIM step (:class:`~.loop.RePaint`).
+
+    ``result.x`` and ``trace["x"]`` hold the noisy samples ``x_t`` (the clean samples at the end).
     """
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale, need_diffrep=False)
     if params0 is not None:
         raise ValueError("reference does not use params0")
-    renoise_coefficient(0.0, 1.0, eta)  # validates eta before any work
-    check_callback(callback)
-    check_progress(progress)
-    sigmas = prior.schedule.sigma_grid(steps)
-    eps = torch.randn(s.n, s.V, *prior.data_shape, generator=s.generator, dtype=s.dtype, device=s.device)
-    x = float(sigmas[0]) * eps
-    trace = {"sigmas": sigmas, **({"x": [x.detach().cpu()]} if return_trace else {})}
-    for i in progress_range(steps, progress, "reference DDIM"):
-        sig, sig_next = float(sigmas[i]), float(sigmas[i + 1])
-        eh = prior_eps(s, x, sig)
-        check_finite("reference", f"step {i}", sig, "the prior returned a non-finite eps_hat for finite inputs: "
-                     f"check the prior and guidance_scale={guidance_scale!r}", eps_hat=eh)
-        x0 = x - sig * eh
-        c = renoise_coefficient(sig_next, sig, eta)
-        noise = eh if c == 1.0 else c * eh + (1 - c * c) ** 0.5 * torch.randn(
-            x.shape, generator=s.generator, dtype=x.dtype, device=x.device)
-        x = x0 + sig_next * noise
-        if return_trace:
-            trace["x"].append(x.detach().cpu())
-        if callback is not None:
-            callback(i, {"x": x, "x0": x0, "sigma": sig_next})
-    return SampleResult(x=x, params=None, nfe=steps * nfe_multiplier(s), trace=trace, method="reference")
+    sampler = RePaint(DDIMStep(eta), iters=repaint_iters, jump=jump, eta=jump_eta)
+    plan = CheckpointPlan(checkpoint_path, every=checkpoint_every, resume_from=resume_from, overwrite=overwrite,
+                          settings={"method": "reference", "eta": eta, **sampler.settings()})
+    return run(s, sampler, steps, progress=progress, callback=callback, return_trace=return_trace, checkpoint=plan)

@@ -31,9 +31,8 @@ import torch
 
 from ..priors.base import Prior
 from ..schedule import sigma_to_alpha_bar
-from .common import (check_t_range, SampleResult, _check_int, check_callback, init_state, nfe_multiplier, prior_eps, progress_range,
-                     setup)
-from .distill import _optimise
+from .common import SampleResult, _check_int, check_t_range, nfe_multiplier, prior_eps, setup
+from .distill import optimise
 
 __all__ = ["sdi", "ddim_invert", "inversion_grid", "guided_eps"]
 
@@ -133,7 +132,8 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         params0=None, cond=None, guidance_scale=None, lr: float = 0.01, optimizer: str = "adam",
         t_range=(0.2, 0.98), inversion_steps: int = 10, inversion_guidance_scale="mirror",
         inversion_eta: float = 0.3, tau: float = 1 / 30, progress: bool = True, callback=None,
-        return_trace: bool = False) -> SampleResult:
+        return_trace: bool = False, checkpoint_path=None, checkpoint_every: int = 1, resume_from=None,
+        overwrite: bool = False) -> SampleResult:
     """Score Distillation via Inversion: SDS with the noise found by DDIM inversion of the render.
 
     Args:
@@ -165,30 +165,28 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         g_inv = -float(guidance_scale) if guidance_scale is not None and s.item_conds is not None else None
     else:
         g_inv = _check_scale(prior, inversion_guidance_scale, "inversion_guidance_scale")
-    check_callback(callback)
-
-    _, params = init_state(s)
     sched = prior.schedule
     T = sched.num_train_timesteps
     ts = [t_max + (t_min - t_max) * i / max(steps - 1, 1) for i in range(steps)]
     n_inv = [max(1, int(inversion_steps * t)) for t in ts]
     evals_inv, evals_fwd = _evals(prior, g_inv), nfe_multiplier(s)
-    nfe = [0]
 
-    def direction(i, f):
+    def direction(s, i, f):
         tick = round(ts[i] * (T - 1))
         extra = float(torch.rand((), generator=s.generator, dtype=torch.float64, device=s.device)) * tau if tau else 0.0
         tick_inv = min(round((ts[i] + extra) * (T - 1)), T - 1)
         grid, ev = inversion_grid(sched, tick_inv, n_inv[i])
-        nfe[0] += len(ev) * evals_inv + evals_fwd
         flat = f.flatten(0, 1)
         x_inv = ddim_invert(prior, flat, grid, eval_sigmas=ev, cond=s.item_conds, guidance_scale=g_inv,
                             eta=float(inversion_eta), generator=s.generator).reshape(f.shape)
         kappa = (x_inv - f) / float(grid[-1])
         sig = float(sched.sigmas[tick])
         eh = prior_eps(s, f + sig * kappa, sig)
-        return sig * (kappa - eh), sig  # x0_hat - f: the descent direction of 1/2 ||f - sg(x0_hat)||^2
+        # x0_hat - f: the descent direction of 1/2 ||f - sg(x0_hat)||^2
+        return sig * (kappa - eh), sig, len(ev) * evals_inv + evals_fwd
 
-    params, f, trace = _optimise(s, diffrep, params, steps, optimizer, lr, direction, progress, callback, "SDI",
-                                 return_trace)
-    return SampleResult(x=f, params=params, nfe=nfe[0], trace=trace, method="sdi")
+    return optimise(s, steps, "sdi", direction, optimizer=optimizer, lr=lr,
+                    settings=dict(t_range=repr((t_min, t_max)), inversion_steps=inversion_steps,
+                                  inversion_guidance_scale=g_inv, inversion_eta=float(inversion_eta), tau=float(tau)),
+                    progress=progress, callback=callback, return_trace=return_trace, checkpoint_path=checkpoint_path,
+                    checkpoint_every=checkpoint_every, resume_from=resume_from, overwrite=overwrite)
