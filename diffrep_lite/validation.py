@@ -42,7 +42,7 @@ def check_real(value, name: str, *, low: float | None = None, high: float | None
         return None
     lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
     hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-    want = "a finite number" + (f" {lo}" if lo else "") + (" and " if lo and hi else "") + (f" {hi}" if hi else "")
+    want = "a finite number" + (f" {lo}" if lo else "") + (" and" if lo and hi else "") + (f" {hi}" if hi else "")
     want += " or None" if allow_none else ""
     if isinstance(value, torch.Tensor) and value.ndim == 0 and value.is_floating_point():
         value = float(value)

@@ -131,7 +131,9 @@ def check_guidance(prior: Prior, guidance_scale):
         return
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
         raise TypeError(f"guidance_scale must be a float >= 0 or None, got {guidance_scale!r}")
-    check_real(guidance_scale, "guidance_scale", low=0)
+    if not guidance_scale >= 0:
+        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
+    check_real(guidance_scale, "guidance_scale", low=0)  # and finite
     if not prior.supports_guidance:
         raise ValueError(
             f"guidance_scale was given, but {type(prior).__name__} does not support classifier-free guidance; "

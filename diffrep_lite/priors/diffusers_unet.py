@@ -38,6 +38,42 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 _SIDECAR = "diffrep_lite.json"  # optional {"null_label": int, "class_names": [...], "view_conditioned": bool}
 
 
+def _check_options(cfg, *, null_label, resolution, batch_size, clip_sample, clip_sample_range=1.0):
+    """Check the wrapper's options against a UNet2DModel config (a dict; no weights needed), so that
+    :meth:`UNetPrior.from_pretrained` can refuse them before loading. Returns ``(num_classes, downsample_factor,
+    native_resolution, resolution)``."""
+    if cfg.get("class_embed_type") is not None:
+        raise ValueError(
+            f"class_embed_type={cfg.get('class_embed_type')!r} is not supported; only integer class labels "
+            "(num_class_embeds with class_embed_type=None) are"
+        )
+    num_classes = None if cfg.get("num_class_embeds") is None else int(cfg["num_class_embeds"])
+    if null_label is not None:
+        if num_classes is None:
+            raise ValueError("null_label was given, but the UNet is unconditional (num_class_embeds is None)")
+        if isinstance(null_label, bool) or not isinstance(null_label, int) or not 0 <= null_label < num_classes:
+            raise ValueError(f"null_label must be an int in [0, {num_classes}), got {null_label!r}")
+    downsample_factor = 2 ** (len(cfg["block_out_channels"]) - 1)
+    native = cfg["sample_size"] if isinstance(cfg["sample_size"], int) else cfg["sample_size"][0]
+    if resolution is None:
+        resolution = native
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1 \
+            or resolution % downsample_factor:
+        raise ValueError(
+            f"resolution {resolution!r} is not supported by this UNet: it must be a positive multiple of "
+            f"{downsample_factor} (2^(number of down blocks - 1)); the model was trained at {native}"
+        )
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if clip_sample is not None and not isinstance(clip_sample, bool):
+        raise TypeError(f"clip_sample must be True or False, got {clip_sample!r}")
+    if isinstance(clip_sample_range, bool) or not isinstance(clip_sample_range, (int, float)) \
+            or not clip_sample_range > 0:
+        raise ValueError(f"clip_sample_range must be a number > 0, got {clip_sample_range!r}")
+    return num_classes, downsample_factor, native, resolution
+
+
 class UNetPrior(Prior):
     """Wrap a diffusers ``UNet2DModel`` and its training schedule as a :class:`~diffrep_lite.priors.Prior`.
 
@@ -87,40 +123,14 @@ class UNetPrior(Prior):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
         cfg = unet.config
-        if cfg.class_embed_type is not None:
-            raise ValueError(
-                f"class_embed_type={cfg.class_embed_type!r} is not supported; only integer class labels "
-                "(num_class_embeds with class_embed_type=None) are"
-            )
-        self.num_classes = None if cfg.num_class_embeds is None else int(cfg.num_class_embeds)
+        self.num_classes, self.downsample_factor, native, resolution = _check_options(
+            cfg, null_label=null_label, resolution=resolution, batch_size=batch_size, clip_sample=clip_sample,
+            clip_sample_range=clip_sample_range)
         self.conditional = self.num_classes is not None
-        if null_label is not None:
-            if not self.conditional:
-                raise ValueError("null_label was given, but the UNet is unconditional (num_class_embeds is None)")
-            if isinstance(null_label, bool) or not isinstance(null_label, int) or not 0 <= null_label < self.num_classes:
-                raise ValueError(f"null_label must be an int in [0, {self.num_classes}), got {null_label!r}")
         self.null_label = null_label
         self.supports_guidance = null_label is not None
         self.view_conditioned = view_conditioned
         self.view_cond_types = (int,) if view_conditioned and self.conditional else ()
-        self.downsample_factor = 2 ** (len(cfg.block_out_channels) - 1)
-        native = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
-        if resolution is None:
-            resolution = native
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1 \
-                or resolution % self.downsample_factor:
-            raise ValueError(
-                f"resolution {resolution!r} is not supported by this UNet: it must be a positive multiple of "
-                f"{self.downsample_factor} (2^(number of down blocks - 1)); the model was trained at {native}"
-            )
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        if not isinstance(clip_sample, bool):
-            raise TypeError(f"clip_sample must be True or False, got {clip_sample!r}")
-        if isinstance(clip_sample_range, bool) or not isinstance(clip_sample_range, (int, float)) \
-                or not clip_sample_range > 0:
-            raise ValueError(f"clip_sample_range must be a number > 0, got {clip_sample_range!r}")
         self.clip_sample, self.clip_sample_range = clip_sample, float(clip_sample_range)
         self.native_resolution, self.resolution = int(native), int(resolution)
         self.batch_size = batch_size
@@ -195,6 +205,9 @@ class UNetPrior(Prior):
         if (udir / _SIDECAR).is_file():
             with open(udir / _SIDECAR) as f:
                 side = json.load(f)
+        if {"block_out_channels", "sample_size"} <= set(ucfg):  # a saved config lists both; check before loading
+            _check_options(ucfg, null_label=side.get("null_label") if null_label is None else null_label,
+                           resolution=resolution, batch_size=batch_size, clip_sample=clip_sample)
         kwargs.setdefault("torch_dtype", dtype)
         unet = UNet2DModel.from_pretrained(str(udir), **kwargs)
         return cls._build(unet, sched_cfg, side, device=device, dtype=dtype, null_label=null_label,
