@@ -7,6 +7,7 @@ range, not finite, or names a path that does not exist.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import socket
@@ -111,7 +112,14 @@ def check_view_conditioning(prior, diffrep) -> None:
     types = getattr(prior, "view_cond_types", None)
     if vcs is None or types is None:
         return
-    bad = [c for c in vcs if not isinstance(c, tuple(types)) or isinstance(c, bool)]
+    accept = tuple(types) + ((numbers.Integral,) if int in types else ())  # numpy ints are labels too
+
+    def ok(c):
+        if isinstance(c, torch.Tensor) and c.ndim == 0 and int in types:
+            return not c.is_floating_point() and not c.is_complex() and c.dtype != torch.bool
+        return isinstance(c, accept) and not isinstance(c, bool)
+
+    bad = [c for c in vcs if not ok(c)]
     if not bad:
         return
     takes = ("no view conditions (its cond is a class label or none)" if not types else

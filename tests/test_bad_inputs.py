@@ -31,7 +31,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 DT = torch.float64
 NAN, INF = math.nan, math.inf
-LEAD = "lead's run-loop work"  # the samplers' shared setup / run loop / pullback.solve get these checks
+# The lead's run-loop work adds these checks; each reason says which change flips its rows (drop the xfail then).
+SETUP = "lead's run-loop work: setup calls validation.check_sampler_options(prior, diffrep, seed=, return_trace=)"
+CKPT = "lead's run-loop work: checkpoints (no overwrite, directory checked first, a checkpoint knows its run)"
+SOLVE = "lead's run-loop work: pullback.solve validates its options, iters, damping, lr, v and params"
+BOUND = "lead's run-loop work: divergence bounds (finite garbage raises DivergenceError naming the setting)"
+LR = "lead's run-loop work: common.check_positive rejects inf"
 
 
 # ------------------------------------------------------------------------------------------------ counted objects
@@ -291,8 +296,8 @@ def toy(e):
 
 
 for m in METHODS:
-    case(f"{m}-seed-huge", lambda e, m=m: run(m, *toy(e), seed=2**70), ValueError, "seed", "2**64", xfail=LEAD)
-    case(f"{m}-seed-negative", lambda e, m=m: run(m, *toy(e), seed=-1), ValueError, "seed", xfail=LEAD)
+    case(f"{m}-seed-huge", lambda e, m=m: run(m, *toy(e), seed=2**70), ValueError, "seed", "2**64", xfail=SETUP)
+    case(f"{m}-seed-negative", lambda e, m=m: run(m, *toy(e), seed=-1), ValueError, "seed", xfail=SETUP)
     case(f"{m}-seed-float", lambda e, m=m: run(m, *toy(e), seed=1.5), TypeError, "seed")
     case(f"{m}-seed-str", lambda e, m=m: run(m, *toy(e), seed="0"), TypeError, "seed")
     case(f"{m}-seed-and-generator", lambda e, m=m: run(m, *toy(e), seed=0, generator=torch.Generator()), ValueError,
@@ -305,7 +310,7 @@ for m in METHODS:
     case(f"{m}-guidance-unsupported", lambda e, m=m: run(m, *toy(e), guidance_scale=2.0), ValueError,
          "guidance_scale")
     case(f"{m}-return-trace-str", lambda e, m=m: run(m, *toy(e), return_trace="no"), TypeError, "return_trace",
-         xfail=LEAD)
+         xfail=SETUP)
     case(f"{m}-progress-str", lambda e, m=m: run(m, *toy(e), progress="yes"), TypeError, "progress")
     case(f"{m}-callback", lambda e, m=m: run(m, *toy(e), callback=3), TypeError, "callback")
     case(f"{m}-steps-zero", lambda e, m=m: run(m, *toy(e), steps=0), ValueError, "steps")
@@ -313,7 +318,7 @@ for m in METHODS:
     case(f"{m}-cond-unconditional", lambda e, m=m: run(m, *toy(e), cond=1), ValueError, "cond")
     case(f"{m}-cond-range", lambda e, m=m: run(m, e.ccm, e.siren, cond=7), ValueError, "cond")
     case(f"{m}-view-conditioned-class-prior", lambda e, m=m: run(m, e.ccm, e.pano, cond=None), ValueError,
-         "view_conditioned", xfail=LEAD)
+         "view_conditioned", xfail=SETUP)
     case(f"{m}-view-shape", lambda e, m=m: run(m, e.gmm, e.warp), ValueError, "diffrep")
     case(f"{m}-prior-type", lambda e, m=m: run(m, "gaussian", e.warp), TypeError, "prior")
     case(f"{m}-unknown-option", lambda e, m=m: run(m, *toy(e), stpes=5), TypeError, "stpes")
@@ -327,18 +332,18 @@ for m in DIFFREP_METHODS:
     case(f"{m}-diffrep-missing", lambda e, m=m: run(m, e.gauss, None), TypeError, "diffrep")
     # checkpoints: nothing a user has is overwritten, a checkpoint knows its run (the lead's run loop)
     case(f"{m}-checkpoint-overwrites-file", lambda e, m=m: run(m, *toy(e), checkpoint_path=e.file()), ValueError,
-         "checkpoint_path", "my_notes.txt", xfail=LEAD)
+         "checkpoint_path", "my_notes.txt", xfail=CKPT)
     case(f"{m}-checkpoint-missing-dir", lambda e, m=m: run(m, *toy(e), checkpoint_path=e.tmp / "missing_dir_xyz" / "ck.pt"),
-         ValueError, "checkpoint_path", "missing_dir_xyz", xfail=LEAD)
+         ValueError, "checkpoint_path", "missing_dir_xyz", xfail=CKPT)
     case(f"{m}-resume-text-file", lambda e, m=m: run(m, *toy(e), resume_from=e.file()), ValueError, "resume_from",
-         "my_notes.txt", xfail=LEAD)
+         "my_notes.txt", xfail=CKPT)
     case(f"{m}-resume-empty-file", lambda e, m=m: run(m, *toy(e), resume_from=e.file("empty.pt", "")), ValueError,
-         "resume_from", "empty.pt", xfail=LEAD)
+         "resume_from", "empty.pt", xfail=CKPT)
     case(f"{m}-resume-foreign-pickle",
          lambda e, m=m: (torch.save({101: "x"}, e.tmp / "foreign.pt"), run(m, *toy(e), resume_from=e.tmp / "foreign.pt")),
-         ValueError, "resume_from", "foreign.pt", xfail=LEAD)
+         ValueError, "resume_from", "foreign.pt", xfail=CKPT)
     case(f"{m}-resume-missing", lambda e, m=m: run(m, *toy(e), resume_from=e.tmp / "gone.pt"), ValueError,
-         "resume_from", xfail=None if m == "ddr" else LEAD)
+         "resume_from", xfail=None if m == "ddr" else CKPT)
 
     def resume_other(e, m=m, **other):
         run(m, *toy(e), seed=0, checkpoint_path=e.tmp / "run.pt")
@@ -346,14 +351,14 @@ for m in DIFFREP_METHODS:
         run(m, *toy(e), resume_from=e.tmp / "run.pt", **{"seed": 0, **other})
 
     case(f"{m}-resume-other-seed", lambda e, f=resume_other: f(e, seed=1), ValueError, "resume_from", "seed",
-         xfail=LEAD)
+         xfail=CKPT)
     case(f"{m}-resume-other-prior", lambda e, m=m: (
         run(m, *toy(e), seed=0, checkpoint_path=e.tmp / "run.pt"), e.reset(),
         run(m, Gaussian([0.0, 0.0], torch.eye(2), dtype=DT), e.warp, resume_from=e.tmp / "run.pt")),
-         ValueError, "resume_from", "prior", xfail=LEAD)
+         ValueError, "resume_from", "prior", xfail=CKPT)
     case(f"{m}-resume-other-diffrep", lambda e, m=m: (
         run(m, *toy(e), seed=0, checkpoint_path=e.tmp / "run.pt"), e.reset(),
-        run(m, e.gauss, e.linear, resume_from=e.tmp / "run.pt")), ValueError, "resume_from", "diffrep", xfail=LEAD)
+        run(m, e.gauss, e.linear, resume_from=e.tmp / "run.pt")), ValueError, "resume_from", "diffrep", xfail=CKPT)
 
 case("ddr-solver", lambda e: run("ddr", *toy(e), solver="lsqr"), ValueError, "solver", "cg")
 case("ddr-convention", lambda e: run("ddr", *toy(e), convention="C"), ValueError, "convention")
@@ -368,36 +373,36 @@ case("ddr-step-eta", lambda e: run("ddr", *toy(e), step_eta=2.0), ValueError, "s
 case("ddr-view-noise", lambda e: run("ddr", *toy(e), view_noise="joint"), ValueError, "view_noise")
 case("ddr-solver-lr-zero", lambda e: run("ddr", *toy(e), solver="gd", solver_lr=0.0), ValueError, "solver_lr")
 case("ddr-solver-lr-inf", lambda e: run("ddr", *toy(e), solver="gd", solver_lr=INF), ValueError, "solver_lr",
-     xfail=LEAD)
+     xfail=LR)
 case("ddr-preconditioner", lambda e: run("ddr", *toy(e), preconditioner="ilu"), ValueError, "preconditioner")
 case("ddr-checkpoint-every", lambda e: run("ddr", *toy(e), checkpoint_every=0), ValueError, "checkpoint_every")
 case("ddr-resume-other-solver", lambda e: (
     run("ddr", *toy(e), seed=0, checkpoint_path=e.tmp / "run.pt"), e.reset(),
     run("ddr", *toy(e), seed=0, solver="dense", resume_from=e.tmp / "run.pt")), ValueError, "resume_from", "solver",
-     xfail=LEAD)
+     xfail=CKPT)
 case("ddr-adam-diverges", lambda e: run("ddr", e.gauss, e.linear, steps=20, n=4, solver="adam", solver_lr=1e9),
-     dl.DivergenceError, "solver_lr", xfail=LEAD, before_work=False)
+     dl.DivergenceError, "solver_lr", xfail=BOUND, before_work=False)
 case("sjc-lr-zero", lambda e: run("sjc", *toy(e), lr=0.0), ValueError, "lr")
 case("sjc-lr-nan", lambda e: run("sjc", *toy(e), lr=NAN), ValueError, "lr")
-case("sjc-lr-inf", lambda e: run("sjc", *toy(e), lr=INF), ValueError, "lr", xfail=LEAD)
+case("sjc-lr-inf", lambda e: run("sjc", *toy(e), lr=INF), ValueError, "lr", xfail=LR)
 case("sjc-optimizer", lambda e: run("sjc", *toy(e), optimizer="sgd2"), ValueError, "optimizer")
 case("sjc-paas-str", lambda e: run("sjc", *toy(e), paas="yes"), TypeError, "paas")
 case("sjc-sigmas", lambda e: run("sjc", *toy(e), sigmas="cosine"), ValueError, "sigmas")
 case("sjc-lr-diverges", lambda e: run("sjc", e.gauss, e.linear, steps=20, n=4, lr=1e8), dl.DivergenceError, "lr",
-     xfail=LEAD, before_work=False)
+     xfail=BOUND, before_work=False)
 case("sds-lr-negative", lambda e: run("sds", *toy(e), lr=-0.1), ValueError, "lr")
 case("sds-weighting", lambda e: run("sds", *toy(e), weighting="snr"), ValueError, "weighting")
 case("sds-t-range-order", lambda e: run("sds", *toy(e), t_range=(0.9, 0.1)), ValueError, "t_range")
 case("sds-t-range-str", lambda e: run("sds", *toy(e), t_range="wide"), ValueError, "t_range")
 case("sds-lr-diverges", lambda e: run("sds", e.gauss, e.linear, steps=20, n=4, lr=1e9), dl.DivergenceError, "lr",
-     xfail=LEAD, before_work=False)
+     xfail=BOUND, before_work=False)
 case("sdi-inversion-steps", lambda e: run("sdi", *toy(e), inversion_steps=0), ValueError, "inversion_steps")
 case("sdi-tau", lambda e: run("sdi", *toy(e), tau=-1.0), ValueError, "tau")
 case("sdi-inversion-eta", lambda e: run("sdi", *toy(e), inversion_eta=2.0), ValueError, "inversion_eta")
 case("sdi-inversion-guidance", lambda e: run("sdi", *toy(e), inversion_guidance_scale="flip"), ValueError,
      "inversion_guidance_scale")
 case("sdi-lr-diverges", lambda e: run("sdi", e.gauss, e.linear, steps=20, n=4, lr=1e9), dl.DivergenceError, "lr",
-     xfail=LEAD, before_work=False)
+     xfail=BOUND, before_work=False)
 case("reference-eta", lambda e: run("reference", *toy(e), eta=1.5), ValueError, "eta")
 case("reference-params0", lambda e: run("reference", *toy(e), params0={"theta": torch.zeros(2, 2, dtype=DT)}),
      ValueError, "params0")
@@ -414,12 +419,12 @@ def solve(e, v=V2, params=None, **kw):
 
 case("solve-solver", lambda e: solve(e, solver="lsqr"), ValueError, "solver", "cg")
 case("solve-kernel-missing", lambda e: solve(e, solver="kernel"), ValueError, "kernel")
-case("solve-typo-option", lambda e: solve(e, itres=1), TypeError, "itres", xfail=LEAD)
-case("solve-iters-zero", lambda e: solve(e, iters=0), ValueError, "iters", xfail=LEAD)
-case("solve-damping-negative", lambda e: solve(e, solver="dense", damping=-1.0), ValueError, "damping", xfail=LEAD)
-case("solve-lr-nan", lambda e: solve(e, solver="gd", lr=NAN), ValueError, "lr", xfail=LEAD)
-case("solve-v-shape", lambda e: solve(e, v=torch.ones(2, 3, dtype=DT)), ValueError, "v", xfail=LEAD)
-case("solve-params-type", lambda e: solve(e, params=[torch.zeros(2, 2, dtype=DT)]), TypeError, "params", xfail=LEAD)
+case("solve-typo-option", lambda e: solve(e, itres=1), TypeError, "itres", xfail=SOLVE)
+case("solve-iters-zero", lambda e: solve(e, iters=0), ValueError, "iters", xfail=SOLVE)
+case("solve-damping-negative", lambda e: solve(e, solver="dense", damping=-1.0), ValueError, "damping", xfail=SOLVE)
+case("solve-lr-nan", lambda e: solve(e, solver="gd", lr=NAN), ValueError, "lr", xfail=SOLVE)
+case("solve-v-shape", lambda e: solve(e, v=torch.ones(2, 3, dtype=DT)), ValueError, "v", xfail=SOLVE)
+case("solve-params-type", lambda e: solve(e, params=[torch.zeros(2, 2, dtype=DT)]), TypeError, "params", xfail=SOLVE)
 
 # ------------------------------------------------------------------------------------------------ model paths
 for loader_name, loader in [("unet", UNetPrior.from_pretrained), ("sd", StableDiffusionPrior.from_pretrained)]:
