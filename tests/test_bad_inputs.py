@@ -13,6 +13,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import pytest
@@ -43,19 +44,41 @@ LR = "lead's run-loop work: common.check_positive rejects inf"
 class Env:
     """Fresh priors and diffreps whose evaluations / renders are counted, plus temp files."""
 
+    MEANS = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=DT)
+
     def __init__(self, tmp_path):
         self.calls = {"prior": 0, "render": 0, "load": 0}
         self.tmp = tmp_path
-        self.gauss = self.count_prior(Gaussian([1.0, -1.0], [[1.0, 0.5], [0.5, 0.5]], dtype=DT))
-        g = torch.Generator().manual_seed(0)
-        means = torch.randn(6, 1, 8, 8, generator=g, dtype=DT)
-        self.gmm = self.count_prior(GaussianMixture(torch.ones(6), means, 0.05, dtype=DT))
-        self.ccm = self.count_prior(ClassConditionalMixture(means, [0, 0, 1, 1, 2, 2], 0.05, dtype=DT))
-        self.warp = self.count_render(Warp2D())
-        self.linear = self.count_render(Linear(torch.eye(2, dtype=DT)))
-        self.siren = self.count_render(SirenImage(8, 1, hidden=16, hidden_layers=1))
-        # crop offsets 0, 4, 8: a class-label prior would read them as the classes 0, 4, 8
-        self.pano = self.count_render(SirenPanorama(8, 16, 8, stride=4, hidden=16, hidden_layers=1))
+
+    # built on first use, so that a case pays only for what it touches
+    @cached_property
+    def gauss(self):
+        return self.count_prior(Gaussian([1.0, -1.0], [[1.0, 0.5], [0.5, 0.5]], dtype=DT))
+
+    @cached_property
+    def gmm(self):
+        return self.count_prior(GaussianMixture(torch.ones(6), self.MEANS, 0.05, dtype=DT))
+
+    @cached_property
+    def ccm(self):
+        return self.count_prior(ClassConditionalMixture(self.MEANS, [0, 0, 1, 1, 2, 2], 0.05, dtype=DT))
+
+    @cached_property
+    def warp(self):
+        return self.count_render(Warp2D())
+
+    @cached_property
+    def linear(self):
+        return self.count_render(Linear(torch.eye(2, dtype=DT)))
+
+    @cached_property
+    def siren(self):
+        return self.count_render(SirenImage(8, 1, hidden=16, hidden_layers=1))
+
+    @cached_property
+    def pano(self):
+        """Crop offsets 0, 4, 8: a class-label prior would read them as the classes 0, 4, 8."""
+        return self.count_render(SirenPanorama(8, 16, 8, stride=4, hidden=16, hidden_layers=1))
 
     def count_prior(self, prior):
         inner = prior._eps
