@@ -30,7 +30,7 @@ Usage (the shipped weights: three stages, each starting from the previous stage'
 went on twice from the EMA weights; see the model card.)
 
 Writes ``OUT/config.json`` + ``OUT/diffusion_pytorch_model.safetensors`` (the EMA UNet, via
-``save_pretrained``), ``OUT/scheduler_config.json``, ``OUT/diffrep_lite.json`` (null label, class names) and
+``save_pretrained``), ``OUT/scheduler_config.json``, ``OUT/diffrep_lite.json`` (null label, class names, view_conditioned) and
 ``OUT/train_log.json`` (arguments, loss curve, wall time); with ``--save-every`` also EMA checkpoints under
 ``OUT/checkpoints/stepN``.
 """
@@ -71,7 +71,7 @@ def save(unet, sched, out, bins):
     sched.save_pretrained(out)
     names = [f"azimuth {360 * b / bins:g}" for b in range(bins)] + ["null"]
     with open(os.path.join(out, "diffrep_lite.json"), "w") as f:
-        json.dump({"null_label": bins, "class_names": names}, f)
+        json.dump({"null_label": bins, "class_names": names, "view_conditioned": True}, f)
 
 
 def main(argv=None):

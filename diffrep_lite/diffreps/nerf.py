@@ -33,6 +33,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..validation import check_finite_values, check_real
 from .base import Diffrep
 
 __all__ = ["Camera", "cameras_on_sphere", "view_prompt", "VoxelNeRF", "memory_available",
@@ -275,8 +276,10 @@ class VoxelNeRF(Diffrep):
         n_samples = 2 * grid if n_samples is None else n_samples
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-        if not (isinstance(bbox_half, (int, float)) and bbox_half > 0):
-            raise ValueError(f"bbox_half must be > 0, got {bbox_half!r}")
+        check_real(bbox_half, "bbox_half", low=0, low_open=True)
+        check_real(density_shift, "density_shift")
+        check_real(init_density, "init_density")
+        check_real(init_features, "init_features", allow_none=True)
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if isinstance(view_conds, (list, tuple)):
@@ -297,7 +300,7 @@ class VoxelNeRF(Diffrep):
                 raise ValueError(f"background must be a float, {channels} floats or 'learned', got {background!r}")
             self._bg = None
         else:
-            bg = torch.as_tensor(background, dtype=torch.float64).flatten()
+            bg = check_finite_values(background, "background").flatten()
             if bg.numel() == 1:
                 bg = bg.expand(channels)
             if bg.numel() != channels:

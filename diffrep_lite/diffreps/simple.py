@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from ..validation import check_finite_values, check_real
 from .base import Diffrep
 
 __all__ = ["Identity", "Linear", "Warp2D"]
@@ -39,6 +40,7 @@ class Linear(Diffrep):
         A = torch.as_tensor(A)
         if A.ndim != 2:
             raise ValueError(f"A must be a 2-D matrix [m, n], got shape {list(A.shape)}")
+        check_finite_values(A, "A")
         self.A = A
         self.view_shape = (A.shape[0],)
 
@@ -66,6 +68,8 @@ class Warp2D(Diffrep):
     view_shape = (2,)
 
     def __init__(self, s1: float = 1.5, s2: float = 0.5, a: float = 1.0, w: float = 1.5, phi: float = 0.5):
+        for name, v in (("s1", s1), ("s2", s2), ("a", a), ("w", w), ("phi", phi)):
+            check_real(v, name)
         if s1 == 0 or s2 == 0:
             raise ValueError("s1 and s2 must be non-zero for the warp to be invertible")
         self.s1, self.s2, self.a, self.w, self.phi = map(float, (s1, s2, a, w, phi))

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from ..validation import check_real
 from .base import Diffrep
 
 __all__ = ["SineLayer", "Siren", "NeuralField", "SirenImage", "grid_coords"]
@@ -59,8 +60,8 @@ class Siren(nn.Module):
         super().__init__()
         if hidden < 1 or hidden_layers < 0:
             raise ValueError(f"hidden must be >= 1 and hidden_layers >= 0, got {hidden}, {hidden_layers}")
-        if not omega_0 > 0:
-            raise ValueError(f"omega_0 must be > 0, got {omega_0!r}")
+        check_real(omega_0, "omega_0", low=0, low_open=True)
+        check_real(hidden_omega_0, "hidden_omega_0", low=0, low_open=True, allow_none=True)
         h0 = omega_0 if hidden_omega_0 is None else hidden_omega_0
         layers = [SineLayer(in_features, hidden, omega_0, True)]
         layers += [SineLayer(hidden, hidden, h0, False) for _ in range(hidden_layers)]

@@ -11,6 +11,7 @@ import math
 import torch
 
 from ..schedule import Schedule
+from ..validation import check_dtype, check_finite_values
 from .base import Prior, _bcast
 
 __all__ = ["Gaussian", "GaussianMixture", "ClassConditionalMixture"]
@@ -35,12 +36,13 @@ class Gaussian(Prior):
 
     def __init__(self, mean, cov, *, schedule: Schedule | None = None, data_shape=None,
                  dtype=torch.float32, device="cpu"):
-        mean = torch.as_tensor(mean, dtype=torch.float64)
+        check_dtype(dtype)
+        mean = check_finite_values(mean, "mean")
         data_shape = tuple(mean.shape) if data_shape is None else tuple(data_shape)
         D = math.prod(data_shape)
         if mean.numel() != D:
             raise ValueError(f"mean has {mean.numel()} entries, data_shape {data_shape} needs {D}")
-        cov = torch.as_tensor(cov, dtype=torch.float64)
+        cov = check_finite_values(cov, "cov")
         if cov.shape != (D, D):
             raise ValueError(f"cov must be [{D}, {D}], got {list(cov.shape)}")
         if not torch.allclose(cov, cov.T, atol=1e-10):
@@ -85,17 +87,18 @@ class GaussianMixture(Prior):
 
     def __init__(self, weights, means, variances, *, schedule: Schedule | None = None,
                  dtype=torch.float32, device="cpu"):
-        means = torch.as_tensor(means, dtype=torch.float64)
+        check_dtype(dtype)
+        means = check_finite_values(means, "means")
         if means.ndim < 2:
             raise ValueError(f"means must be [K, *data_shape], got shape {list(means.shape)}")
         K = means.shape[0]
-        weights = torch.as_tensor(weights, dtype=torch.float64).flatten()
+        weights = check_finite_values(weights, "weights").flatten()
         if weights.numel() != K:
             raise ValueError(f"weights must have K={K} entries, got {weights.numel()}")
         if torch.any(weights < 0) or weights.sum() <= 0:
             raise ValueError("weights must be non-negative with a positive sum")
         D = math.prod(means.shape[1:])
-        v = torch.as_tensor(variances, dtype=torch.float64)
+        v = check_finite_values(variances, "variances")
         if v.ndim == 0:
             v = v.expand(K, D)
         elif v.shape == (K,):
@@ -196,10 +199,12 @@ class ClassConditionalMixture(Prior):
     conditional = True
     supports_guidance = True
     cfg_passes = 2
+    view_cond_types = ()  # class labels, not views
 
     def __init__(self, means, labels, variances=0.0, *, weights=None, n_classes: int | None = None,
                  schedule: Schedule | None = None, dtype=torch.float32, device="cpu"):
-        means = torch.as_tensor(means, dtype=torch.float64)
+        check_dtype(dtype)
+        means = check_finite_values(means, "means")
         if means.ndim < 2:
             raise ValueError(f"means must be [K, *data_shape], got shape {list(means.shape)}")
         K = means.shape[0]
@@ -215,10 +220,10 @@ class ClassConditionalMixture(Prior):
         empty = torch.nonzero(torch.bincount(labels, minlength=n) == 0).flatten().tolist()
         if empty:
             raise ValueError(f"every class in [0, {n}) needs a component; none for class(es) {empty}")
-        weights = torch.ones(K, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        weights = torch.ones(K, dtype=torch.float64) if weights is None else check_finite_values(weights, "weights")
         if weights.shape != (K,):
             raise ValueError(f"weights must have K={K} entries, got shape {list(weights.shape)}")
-        v = torch.as_tensor(variances, dtype=torch.float64)
+        v = check_finite_values(variances, "variances")
         per_comp = v.ndim > 0 and v.shape[0] == K
         kw = dict(schedule=_default_schedule(schedule), dtype=dtype, device=device)
         self.unconditional = GaussianMixture(weights, means, v, **kw)

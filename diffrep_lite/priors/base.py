@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..schedule import Schedule
+from ..validation import check_finite_tensor, check_real
 
 __all__ = ["Prior"]
 
@@ -32,6 +33,9 @@ class Prior:
     #: Network passes per input under classifier-free guidance (a scale other than None, 0 and 1): 2 for a prior
     #: that evaluates the conditional and the unconditional branch separately, 1 (the default) otherwise.
     cfg_passes: int = 1
+    #: Types of the per-view conditions (a diffrep's ``view_conds()``) this prior takes: None (its ``check_cond``
+    #: decides), ``()`` (none: a class-label or unconditional prior), ``(str,)`` (prompt suffixes), ``(int,)``.
+    view_cond_types: tuple | None = None
 
     # -------------------------------------------------------------- public API
     def eps(self, x: torch.Tensor, sigma, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
@@ -54,12 +58,14 @@ class Prior:
 
     def x0(self, x: torch.Tensor, sigma, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
         """Denoiser ``x0_hat = x - sigma * eps_hat`` (Tweedie's estimate of the clean sample)."""
+        self.check_input(x, "x")
         sig = self._sigma_vector(sigma, x.shape[0], x)
         e = self.eps(x, sig, cond, guidance_scale)
         return x - _bcast(sig, x) * e
 
     def score(self, x: torch.Tensor, sigma, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
         """``grad log p_sigma(x) = -eps_hat / sigma``."""
+        self.check_input(x, "x")
         sig = self._sigma_vector(sigma, x.shape[0], x)
         return -self.eps(x, sig, cond, guidance_scale) / _bcast(sig, x)
 
@@ -95,6 +101,7 @@ class Prior:
             raise TypeError(
                 f"{name} has dtype/device {x.dtype}/{x.device}, the prior expects {self.dtype}/{self.device}"
             )
+        check_finite_tensor(x, name)
 
     def check_cond(self, cond, batch: int | None = None):
         """Validate a condition: None for unconditional priors; otherwise a sequence or tensor of
@@ -114,6 +121,7 @@ class Prior:
             raise ValueError(f"sigma must be a scalar or have shape [{batch}], got {list(s.shape)}")
         if not torch.all(s > 0):
             raise ValueError("sigma must be > 0 (the prior is only defined on noisy inputs)")
+        check_finite_tensor(s, "sigma")
         return s
 
 
@@ -125,6 +133,7 @@ def check_guidance(prior: Prior, guidance_scale):
         raise TypeError(f"guidance_scale must be a float >= 0 or None, got {guidance_scale!r}")
     if not guidance_scale >= 0:
         raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
+    check_real(guidance_scale, "guidance_scale", low=0)  # and finite
     if not prior.supports_guidance:
         raise ValueError(
             f"guidance_scale was given, but {type(prior).__name__} does not support classifier-free guidance; "

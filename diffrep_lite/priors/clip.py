@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import check_real
 from .base import Prior, _bcast
 
 __all__ = ["ClipDenoised"]
@@ -27,12 +28,14 @@ class ClipDenoised(Prior):
     def __init__(self, prior: Prior, lo: float = -1.0, hi: float = 1.0):
         if not isinstance(prior, Prior):
             raise TypeError(f"prior must be a diffrep_lite Prior, got {type(prior).__name__}")
+        lo, hi = check_real(lo, "lo"), check_real(hi, "hi")
         if not lo < hi:
             raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
         self.prior, self.lo, self.hi = prior, float(lo), float(hi)
         self.schedule, self.data_shape = prior.schedule, prior.data_shape
         self.dtype, self.device = prior.dtype, prior.device
         self.conditional, self.supports_guidance = prior.conditional, prior.supports_guidance
+        self.view_cond_types = getattr(prior, "view_cond_types", None)
 
     def check_cond(self, cond, batch=None):
         return self.prior.check_cond(cond, batch)

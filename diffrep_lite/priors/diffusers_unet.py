@@ -29,12 +29,49 @@ from pathlib import Path
 import torch
 
 from ..schedule import Schedule
+from ..validation import check_bool, check_dtype, resolve_model_source
 from .base import Prior, check_guidance
 
 __all__ = ["UNetPrior"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-_SIDECAR = "diffrep_lite.json"  # optional {"null_label": int, "class_names": [...]} next to config.json
+_SIDECAR = "diffrep_lite.json"  # optional {"null_label": int, "class_names": [...], "view_conditioned": bool}
+
+
+def _check_options(cfg, *, null_label, resolution, batch_size, clip_sample, clip_sample_range=1.0):
+    """Check the wrapper's options against a UNet2DModel config (a dict; no weights needed), so that
+    :meth:`UNetPrior.from_pretrained` can refuse them before loading. Returns ``(num_classes, downsample_factor,
+    native_resolution, resolution)``."""
+    if cfg.get("class_embed_type") is not None:
+        raise ValueError(
+            f"class_embed_type={cfg.get('class_embed_type')!r} is not supported; only integer class labels "
+            "(num_class_embeds with class_embed_type=None) are"
+        )
+    num_classes = None if cfg.get("num_class_embeds") is None else int(cfg["num_class_embeds"])
+    if null_label is not None:
+        if num_classes is None:
+            raise ValueError("null_label was given, but the UNet is unconditional (num_class_embeds is None)")
+        if isinstance(null_label, bool) or not isinstance(null_label, int) or not 0 <= null_label < num_classes:
+            raise ValueError(f"null_label must be an int in [0, {num_classes}), got {null_label!r}")
+    downsample_factor = 2 ** (len(cfg["block_out_channels"]) - 1)
+    native = cfg["sample_size"] if isinstance(cfg["sample_size"], int) else cfg["sample_size"][0]
+    if resolution is None:
+        resolution = native
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1 \
+            or resolution % downsample_factor:
+        raise ValueError(
+            f"resolution {resolution!r} is not supported by this UNet: it must be a positive multiple of "
+            f"{downsample_factor} (2^(number of down blocks - 1)); the model was trained at {native}"
+        )
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if clip_sample is not None and not isinstance(clip_sample, bool):
+        raise TypeError(f"clip_sample must be True or False, got {clip_sample!r}")
+    if isinstance(clip_sample_range, bool) or not isinstance(clip_sample_range, (int, float)) \
+            or not clip_sample_range > 0:
+        raise ValueError(f"clip_sample_range must be a number > 0, got {clip_sample_range!r}")
+    return num_classes, downsample_factor, native, resolution
 
 
 class UNetPrior(Prior):
@@ -52,6 +89,9 @@ class UNetPrior(Prior):
         clip_sample: clamp ``x0_hat`` to ``[-clip_sample_range, clip_sample_range]`` (see the module
             docstring); :meth:`from_pretrained` takes both from the scheduler config.
         clip_sample_range: the data range bound (> 0), 1.0 for images in ``[-1, 1]``.
+        view_conditioned: the class labels are view conditions (e.g. azimuth bins), so a diffrep's per-view
+            conditions (``view_conds()``, ints) may be fed to it; False (default) refuses such diffreps, whose
+            crop offsets or camera indices would otherwise be read as class labels.
         dtype, device: where the network runs; inputs must match (``torch.float16`` is for CUDA).
 
     Attributes:
@@ -70,8 +110,11 @@ class UNetPrior(Prior):
 
     def __init__(self, unet, schedule: Schedule, *, prediction_type: str = "epsilon", null_label: int | None = None,
                  resolution: int | None = None, batch_size: int | None = None, clip_sample: bool = False,
-                 clip_sample_range: float = 1.0, dtype=torch.float32, device="cpu"):
+                 clip_sample_range: float = 1.0, view_conditioned: bool = False, dtype=torch.float32, device="cpu"):
         from diffusers import UNet2DModel
+
+        check_dtype(dtype)
+        check_bool(view_conditioned, "view_conditioned")
 
         if not isinstance(unet, UNet2DModel):
             raise TypeError(f"unet must be a diffusers UNet2DModel, got {type(unet).__name__}")
@@ -80,38 +123,14 @@ class UNetPrior(Prior):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
         cfg = unet.config
-        if cfg.class_embed_type is not None:
-            raise ValueError(
-                f"class_embed_type={cfg.class_embed_type!r} is not supported; only integer class labels "
-                "(num_class_embeds with class_embed_type=None) are"
-            )
-        self.num_classes = None if cfg.num_class_embeds is None else int(cfg.num_class_embeds)
+        self.num_classes, self.downsample_factor, native, resolution = _check_options(
+            cfg, null_label=null_label, resolution=resolution, batch_size=batch_size, clip_sample=clip_sample,
+            clip_sample_range=clip_sample_range)
         self.conditional = self.num_classes is not None
-        if null_label is not None:
-            if not self.conditional:
-                raise ValueError("null_label was given, but the UNet is unconditional (num_class_embeds is None)")
-            if isinstance(null_label, bool) or not isinstance(null_label, int) or not 0 <= null_label < self.num_classes:
-                raise ValueError(f"null_label must be an int in [0, {self.num_classes}), got {null_label!r}")
         self.null_label = null_label
         self.supports_guidance = null_label is not None
-        self.downsample_factor = 2 ** (len(cfg.block_out_channels) - 1)
-        native = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
-        if resolution is None:
-            resolution = native
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1 \
-                or resolution % self.downsample_factor:
-            raise ValueError(
-                f"resolution {resolution!r} is not supported by this UNet: it must be a positive multiple of "
-                f"{self.downsample_factor} (2^(number of down blocks - 1)); the model was trained at {native}"
-            )
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        if not isinstance(clip_sample, bool):
-            raise TypeError(f"clip_sample must be True or False, got {clip_sample!r}")
-        if isinstance(clip_sample_range, bool) or not isinstance(clip_sample_range, (int, float)) \
-                or not clip_sample_range > 0:
-            raise ValueError(f"clip_sample_range must be a number > 0, got {clip_sample_range!r}")
+        self.view_conditioned = view_conditioned
+        self.view_cond_types = (int,) if view_conditioned and self.conditional else ()
         self.clip_sample, self.clip_sample_range = clip_sample, float(clip_sample_range)
         self.native_resolution, self.resolution = int(native), int(resolution)
         self.batch_size = batch_size
@@ -136,7 +155,8 @@ class UNetPrior(Prior):
 
         Layouts: a model directory (``config.json`` + weights + ``scheduler_config.json``) or a pipeline
         directory (``model_index.json`` with ``unet/`` and ``scheduler/``). A ``diffrep_lite.json`` next to
-        ``config.json`` may give ``null_label`` (used when the argument is None) and ``class_names``.
+        ``config.json`` may give ``null_label`` (used when the argument is None), ``class_names`` and
+        ``view_conditioned`` (see :class:`UNetPrior`).
 
         Args:
             model_id_or_path: a local directory, or a hub id such as ``"google/ddpm-cifar10-32"``.
@@ -147,29 +167,23 @@ class UNetPrior(Prior):
             **kwargs: passed to ``UNet2DModel.from_pretrained`` (e.g. ``revision``).
 
         Raises:
-            ValueError: the path does not exist (checked before any hub access when it looks like a path or
-                ``HF_HUB_OFFLINE=1``), is not a diffusers ``UNet2DModel``, or lacks a scheduler config.
+            ValueError: a local-looking path that does not exist, a hub id that is not available offline (no
+                network or ``HF_HUB_OFFLINE=1``, and not cached) — both before anything is loaded, see
+                :func:`~diffrep_lite.validation.resolve_model_source` — or a folder that is not a diffusers
+                ``UNet2DModel`` or lacks a scheduler config.
+            TypeError: ``dtype`` is not a floating ``torch.dtype`` (e.g. the string ``"float16"``).
         """
         from diffusers import DDPMScheduler, UNet2DModel
 
-        if not isinstance(model_id_or_path, (str, os.PathLike)):
-            raise TypeError(f"model_id_or_path must be a str or path, got {type(model_id_or_path).__name__}")
-        name = os.fspath(model_id_or_path)
-        local = os.path.isdir(os.path.expanduser(name))
-        if not local:
-            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-            pathlike = isinstance(model_id_or_path, os.PathLike) or name.startswith(("/", ".", "~")) \
-                or "\\" in name or name.count("/") != 1 or os.path.exists(os.path.expanduser(name))
-            if offline or pathlike:
-                why = "HF_HUB_OFFLINE=1 forbids hub downloads" if offline else "it looks like a local path"
-                raise ValueError(
-                    f"model_id_or_path {name!r} is not an existing directory ({why}); give a directory holding a "
-                    "diffusers UNet2DModel (config.json + weights + scheduler_config.json) or a hub id 'owner/name'"
-                )
+        check_dtype(dtype)
+        name, local_only = resolve_model_source(model_id_or_path, local_files_only=kwargs.get("local_files_only"),
+                                                cache_file=("config.json", "unet/config.json"))
+        if not os.path.isdir(name):
+            kwargs.setdefault("local_files_only", local_only)
             return cls._from_hub(name, device=device, dtype=dtype, null_label=null_label, resolution=resolution,
                                  batch_size=batch_size, clip_sample=clip_sample, subfolder=subfolder, **kwargs)
 
-        root = Path(os.path.expanduser(name))
+        root = Path(name)
         if subfolder is None:
             subfolder = "unet" if (root / "unet" / "config.json").is_file() else ""
         udir = root / subfolder if subfolder else root
@@ -191,6 +205,9 @@ class UNetPrior(Prior):
         if (udir / _SIDECAR).is_file():
             with open(udir / _SIDECAR) as f:
                 side = json.load(f)
+        if {"block_out_channels", "sample_size"} <= set(ucfg):  # a saved config lists both; check before loading
+            _check_options(ucfg, null_label=side.get("null_label") if null_label is None else null_label,
+                           resolution=resolution, batch_size=batch_size, clip_sample=clip_sample)
         kwargs.setdefault("torch_dtype", dtype)
         unet = UNet2DModel.from_pretrained(str(udir), **kwargs)
         return cls._build(unet, sched_cfg, side, device=device, dtype=dtype, null_label=null_label,
@@ -202,6 +219,7 @@ class UNetPrior(Prior):
         from diffusers import DDPMScheduler, UNet2DModel
 
         kwargs.setdefault("torch_dtype", dtype)
+        local = bool(kwargs.get("local_files_only", False))
         try:
             if subfolder is None:
                 try:
@@ -213,9 +231,9 @@ class UNetPrior(Prior):
             else:
                 unet = UNet2DModel.from_pretrained(repo, subfolder=subfolder or None, **kwargs)
             try:
-                sched_cfg = DDPMScheduler.load_config(repo, subfolder="scheduler")
+                sched_cfg = DDPMScheduler.load_config(repo, subfolder="scheduler", local_files_only=local)
             except (OSError, EnvironmentError):
-                sched_cfg = DDPMScheduler.load_config(repo, subfolder=subfolder or None)
+                sched_cfg = DDPMScheduler.load_config(repo, subfolder=subfolder or None, local_files_only=local)
         except (OSError, EnvironmentError) as e:
             raise ValueError(f"could not load a diffusers UNet2DModel + scheduler from the hub id {repo!r}: {e}") from e
         return cls._build(unet, sched_cfg, {}, device=device, dtype=dtype, null_label=null_label,
@@ -230,6 +248,7 @@ class UNetPrior(Prior):
         if clip_sample is None:
             clip_sample = bool(sched_cfg.get("clip_sample", False))
         prior = cls(unet, Schedule.from_config(sched_cfg), prediction_type=pred, null_label=null_label,
+                    view_conditioned=bool(side.get("view_conditioned", False)),
                     resolution=resolution, batch_size=batch_size, clip_sample=clip_sample,
                     clip_sample_range=float(sched_cfg.get("clip_sample_range", 1.0)), dtype=dtype, device=device)
         prior.class_names = side.get("class_names")

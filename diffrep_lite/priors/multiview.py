@@ -26,6 +26,7 @@ import torch
 
 from ..crops import Crops
 from ..schedule import Schedule
+from ..validation import check_finite_values, check_real
 from .analytic import GaussianMixture, _default_schedule, _eps_by_condition
 from .base import Prior
 
@@ -143,15 +144,14 @@ class ViewConditionedMixture(ViewMixture):
 
     def __init__(self, panoramas, weights, variance: float = 0.01, *, view_width: int, wrap: bool = False,
                  schedule: Schedule | None = None, dtype=torch.float32, device="cpu"):
-        pan = torch.as_tensor(panoramas, dtype=torch.float64)
+        pan = check_finite_values(panoramas, "panoramas")
         if pan.ndim != 4:
             raise ValueError(f"panoramas must be [K, C, H, W], got shape {list(pan.shape)}")
         K, C, H, W = pan.shape
-        weights = torch.as_tensor(weights, dtype=torch.float64).flatten()
+        weights = check_finite_values(weights, "weights").flatten()
         if weights.numel() != K or torch.any(weights < 0) or weights.sum() <= 0:
             raise ValueError(f"weights must be {K} non-negative numbers with a positive sum, got {weights.tolist()}")
-        if isinstance(variance, bool) or not isinstance(variance, (int, float)) or not variance > 0:
-            raise ValueError(f"variance must be a number > 0, got {variance!r}")
+        check_real(variance, "variance", low=0, low_open=True)
         Crops(W, view_width, offsets=[0], wrap=wrap)  # validates view_width and wrap
         super().__init__(weights, float(variance), data_shape=(C, H, int(view_width)), schedule=schedule,
                          dtype=dtype, device=device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import check_finite_values
 from .analytic import GaussianMixture
 from ..data import blob_scenes  # scene data live with the data sets (re-exported here)
 from .multiview import ViewMixture
@@ -36,6 +37,7 @@ class SceneMixture(ViewMixture):
 
     def __init__(self, means, weights=None, variances=1e-3, *, schedule=None, dtype=torch.float32, device="cpu"):
         means = torch.as_tensor(means)
+        check_finite_values(means, "means")
         if means.ndim < 3:
             raise ValueError(f"means must be [V, K, *data_shape], got shape {list(means.shape)}")
         V, K = means.shape[:2]

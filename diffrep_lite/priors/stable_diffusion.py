@@ -24,13 +24,12 @@ UNet pass; ``s = 0`` the unconditional one, one pass; any other ``s`` runs both 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 from pathlib import Path
 
 import torch
 
 from ..schedule import Schedule
+from ..validation import resolve_model_source
 from .base import Prior, _bcast
 
 __all__ = ["StableDiffusionPrior", "PREDICTION_TYPES", "resolve_model_id", "hf_progress_bars"]
@@ -38,18 +37,6 @@ __all__ = ["StableDiffusionPrior", "PREDICTION_TYPES", "resolve_model_id", "hf_p
 #: Network output parameterisations the Stable Diffusion prior converts to eps exactly.
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 _SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-
-
-def _offline() -> bool:
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
-    if env in {"1", "ON", "YES", "TRUE"}:
-        return True
-    try:
-        from huggingface_hub import constants
-        return bool(constants.HF_HUB_OFFLINE)
-    except Exception:  # pragma: no cover - very old huggingface_hub
-        return False
 
 
 def resolve_model_id(model_id_or_path, *, local_files_only: bool | None = None) -> tuple[str, bool]:
@@ -62,40 +49,19 @@ def resolve_model_id(model_id_or_path, *, local_files_only: bool | None = None) 
         ValueError: an existing path that is not a pipeline folder (``model_index.json`` and the
             ``unet/ vae/ text_encoder/ tokenizer/ scheduler/`` subfolders), a string that is neither an
             existing folder nor a hub id ``"org/name"``, or a hub id that is not in the local Hugging Face
-            cache while offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``).
+            cache while offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) or with no network; see
+            :func:`~diffrep_lite.validation.resolve_model_source`.
     """
-    if isinstance(model_id_or_path, os.PathLike):
-        model_id_or_path = os.fspath(model_id_or_path)
-    if not isinstance(model_id_or_path, str) or not model_id_or_path:
-        raise TypeError(f"model_id_or_path must be a non-empty str or os.PathLike, got {model_id_or_path!r}")
-    offline = _offline() if local_files_only is None else bool(local_files_only)
-    p = Path(model_id_or_path).expanduser()
-    if p.exists():
-        if not p.is_dir():
-            raise ValueError(
-                f"model_id_or_path={model_id_or_path!r} is a file; it must be a diffusers Stable Diffusion folder "
-                "(model_index.json + unet/ vae/ text_encoder/ tokenizer/ scheduler/). Convert a single-file "
-                "checkpoint with StableDiffusionPipeline.from_single_file(...).save_pretrained(folder).")
+    model, local_only = resolve_model_source(model_id_or_path, local_files_only=local_files_only,
+                                             cache_file="model_index.json")
+    p = Path(model)
+    if p.is_dir():
         missing = [s for s in _SD_SUBFOLDERS if not (p / s).is_dir()]
         if missing or not (p / "model_index.json").is_file():
             raise ValueError(
                 f"model_id_or_path={model_id_or_path!r} is not a Stable Diffusion pipeline folder: it lacks "
                 f"{(['model_index.json'] if not (p / 'model_index.json').is_file() else []) + [m + '/' for m in missing]}")
-        return str(p), True
-    if not _HUB_ID.fullmatch(model_id_or_path):
-        raise ValueError(
-            f"model_id_or_path={model_id_or_path!r} is neither an existing local folder nor a Hugging Face hub id "
-            "of the form 'org/name' (e.g. 'stable-diffusion-v1-5/stable-diffusion-v1-5')")
-    if offline:
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(model_id_or_path, "model_index.json"), str):
-            raise ValueError(
-                f"model_id_or_path={model_id_or_path!r} is not a local folder, and this hub id is not in the local "
-                "Hugging Face cache; offline (HF_HUB_OFFLINE=1 or local_files_only=True) nothing can be downloaded. "
-                "Pass a local pipeline folder (see diffrep_lite.testing.make_tiny_stable_diffusion for an offline "
-                "one) or go online.")
-    return model_id_or_path, offline
+    return model, local_only
 
 
 @contextlib.contextmanager
@@ -173,6 +139,7 @@ class StableDiffusionPrior(Prior):
 
     conditional = True
     supports_guidance = True
+    view_cond_types = (str,)  # prompt suffixes ("side view"), joined to the prompt by combine_cond
     cfg_passes = 2
 
     def __init__(self, unet, vae=None, text_encoder=None, tokenizer=None, scheduler_config=None, *, latent_size=None,
