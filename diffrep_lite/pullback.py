@@ -341,7 +341,8 @@ SOLVERS = {"dense": dense_solve, "kernel": kernel_solve, "cg": cg_solve, "adam":
 
 def _check_options(name: str, options: dict) -> dict:
     """Reject options the solver ``name`` does not have (by name, listing its options) and bad values."""
-    from .samplers.common import check_int, check_real
+    from .samplers.common import check_int
+    from .validation import check_real
 
     allowed = [p.name for p in inspect.signature(SOLVERS[name]).parameters.values() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(allowed))
@@ -354,9 +355,9 @@ def _check_options(name: str, options: dict) -> dict:
         elif k == "check_every":
             check_int(v, "check_every", minimum=0)
         elif k in ("damping", "tol"):
-            check_real(v, k, lo=0.0)
+            check_real(v, k, low=0.0)
         elif k == "lr":
-            check_real(v, "lr", lo=0.0, lo_open=True)
+            check_real(v, "lr", low=0.0, low_open=True)
         elif k in ("precond", "callback", "kernel") and v is not None and not callable(v):
             raise TypeError(f"{k} must be callable or None, got {type(v).__name__}")
     return options
@@ -383,10 +384,17 @@ def solve(render: Callable, params: Params, v: torch.Tensor, *, solver: str = "c
     if solver == "kernel" and options.get("kernel") is None:
         raise ValueError("solver='kernel' needs kernel=, a function params_one -> J J^T (e.g. "
                          "NeuralField.pixel_kernel)")
+    if not isinstance(params, dict) or not all(isinstance(t, torch.Tensor) for t in params.values()):
+        raise TypeError(f"params must be a dict of tensors (each [B, ...]), got {type(params).__name__}")
     if not isinstance(v, torch.Tensor):
         raise TypeError(f"v must be a tensor shaped like render(params), got {type(v).__name__}")
-    with torch.no_grad():
-        shape = tuple(render({k: t.detach() for k, t in params.items()}).shape)
+    owner = getattr(inspect.unwrap(render), "__self__", None)  # a diffrep's bound render: its output shape is known without a render
+    if owner is not None and hasattr(owner, "view_shape") and hasattr(owner, "n_views"):
+        B = next(iter(params.values())).shape[0]
+        shape = (B, owner.n_views, *owner.view_shape)
+    else:
+        with torch.no_grad():
+            shape = tuple(render({k: t.detach() for k, t in params.items()}).shape)
     if tuple(v.shape) != shape:
         raise ValueError(f"v must have the shape of render(params), {list(shape)}, got {list(v.shape)}")
     if not torch.isfinite(v).all():
@@ -514,9 +522,16 @@ def make_solver(solver, *, iters=None, damping=None, lr=None, preconditioner=Non
     """A :class:`Solver` from a name and the flat keywords of the samplers (``solver_iters`` -> ``iters``,
     ``damping``, ``solver_lr`` -> ``lr``, ``preconditioner``), or ``solver`` itself when it is a Solver already
     (then no flat keyword may be given). A keyword the named solver does not use is an error."""
+    from .samplers.common import check_int
+    from .validation import check_real
+
     given = {k: v for k, v in dict(iters=iters, damping=damping, lr=lr, preconditioner=preconditioner).items()
              if v is not None}
     flat = {"iters": "solver_iters", "lr": "solver_lr", "damping": "damping", "preconditioner": "preconditioner"}
+    for k, flat_name in (("iters", "solver_iters"), ("lr", "solver_lr"), ("damping", "damping")):
+        if k in given:
+            check_int(given[k], flat_name) if k == "iters" else \
+                check_real(given[k], flat_name, low=0.0, low_open=k == "lr")
     if isinstance(solver, Solver):
         if given:
             raise ValueError(f"solver is a {type(solver).__name__} object; set "

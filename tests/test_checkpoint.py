@@ -117,7 +117,7 @@ def test_kill_during_checkpoint_write_keeps_the_last_checkpoint(toy, case, tmp_p
 def test_existing_file_is_never_overwritten(toy, tmp_path):
     notes = tmp_path / "my_notes.txt"
     notes.write_text("keep me")
-    with pytest.raises(FileExistsError, match="checkpoint_path=.*my_notes.txt.* exists"):
+    with pytest.raises(ValueError, match="checkpoint_path=.*my_notes.txt.* exists"):
         _run(toy, "ddr", checkpoint_path=notes)
     assert notes.read_text() == "keep me"
     _run(toy, "ddr", checkpoint_path=notes, overwrite=True)  # explicit
@@ -130,7 +130,7 @@ def test_missing_folder_fails_before_any_work(toy, tmp_path):
     real = prior.eps
     prior.eps = lambda *a, **k: calls.append(1) or real(*a, **k)
     try:
-        with pytest.raises(FileNotFoundError, match="checkpoint_path=.*does not exist"):
+        with pytest.raises(ValueError, match="checkpoint_path=.*does not exist"):
             _run(toy, "ddr", checkpoint_path=tmp_path / "nope" / "run.pt")
     finally:
         del prior.eps

@@ -86,11 +86,13 @@ def test_checkpointed_ddr_keeps_its_last_finite_checkpoint(toy, tmp_path):
     state = torch.load(ck, weights_only=True)
     assert state["step"] == first_bad
     assert all(torch.isfinite(t).all() for t in state["params"].values()) and torch.isfinite(state["eps"]).all()
-    # and the finite checkpoint resumes with the healthy prior to the same end as an uninterrupted run
+    # the finite checkpoint belongs to its run: resumed with the same prior it meets the same error at the same
+    # level; with another prior (the healthy one) it is refused before any work, naming the prior
     kw = dict(n=2, seed=0, steps=10, solver_iters=3, progress=False)
-    full = dl.sample("ddr", prior, rep, **kw)
-    resumed = dl.sample("ddr", prior, rep, resume_from=ck, **kw)
-    assert torch.equal(full.x, resumed.x)
+    with pytest.raises(dl.DivergenceError, match=f"at level {first_bad} "):
+        dl.sample("ddr", bad, rep, resume_from=ck, **kw)
+    with pytest.raises(ValueError, match="other settings.*prior: checkpoint NaNBelow"):
+        dl.sample("ddr", prior, rep, resume_from=ck, **kw)
 
 
 def test_reference_names_the_prior(toy):

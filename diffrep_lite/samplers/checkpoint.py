@@ -101,21 +101,21 @@ class CheckpointPlan:
                 raise ValueError(f"checkpoint_path={str(self.path)!r} is a folder; give a file path inside it")
             folder = self.path.parent
             if not folder.is_dir():
-                raise FileNotFoundError(f"checkpoint_path={str(self.path)!r}: the folder {str(folder)!r} does not "
+                raise ValueError(f"checkpoint_path={str(self.path)!r}: the folder {str(folder)!r} does not "
                                         f"exist; create it first")
             if not os.access(folder, os.W_OK):
-                raise PermissionError(f"checkpoint_path={str(self.path)!r}: the folder {str(folder)!r} is not writable")
+                raise ValueError(f"checkpoint_path={str(self.path)!r}: the folder {str(folder)!r} is not writable")
             resuming_it = self.resume_from is not None and self.path.exists() and \
                 self.resume_from.exists() and os.path.samefile(self.path, self.resume_from)
             if self.path.exists() and not (resuming_it or overwrite):
-                raise FileExistsError(f"checkpoint_path={str(self.path)!r} exists and is not the run being resumed: "
+                raise ValueError(f"checkpoint_path={str(self.path)!r} exists and is not the run being resumed: "
                                       f"pass resume_from={str(self.path)!r} to continue it, overwrite=True to "
                                       f"replace it, or another path")
 
     @staticmethod
     def _read(path: Path) -> dict:
         if not path.is_file():
-            raise FileNotFoundError(f"resume_from={str(path)!r} is not a file")
+            raise ValueError(f"resume_from={str(path)!r} is not a file")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 -- whatever the unpickler raises, the file is not ours

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from ..diffreps.base import Diffrep, check_params
 from ..priors.base import Prior, check_guidance
 from ..schedule import _check_steps
+from ..validation import check_real, check_sampler_options, check_seed
 
 __all__ = ["SampleResult", "Setup", "setup", "prior_eps", "progress_range", "check_progress", "DivergenceError",
            "check_finite"]
@@ -114,20 +115,8 @@ def check_int(value, name, minimum=1):
 _check_int = check_int
 
 
-def check_real(value, name, *, lo=None, hi=None, lo_open=False) -> float:
-    """``value`` as a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); the error names ``name`` and
-    the allowed range."""
-    rng = f"{'(' if lo_open else '['}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a finite number in {rng}, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi)):
-        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
-    return v
-
-
 def check_positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
 
@@ -149,9 +138,7 @@ def make_generator(seed, generator, device) -> torch.Generator:
         return generator
     if seed is None:
         seed = 0
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int (or pass generator=torch.Generator), got {seed!r}")
-    return torch.Generator(device=device).manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(check_seed(seed))
 
 
 def _broadcast_cond(cond, n):
@@ -165,14 +152,17 @@ def _broadcast_cond(cond, n):
     return [cond] * n
 
 
-def setup(prior, diffrep, *, steps, n, seed, generator, params0, cond, guidance_scale, need_diffrep=True) -> Setup:
-    """Validate the arguments shared by all samplers (before any sampling work) and draw nothing yet."""
+def setup(prior, diffrep, *, steps, n, seed, generator, params0, cond, guidance_scale, need_diffrep=True,
+          flags=None) -> Setup:
+    """Validate the arguments shared by all samplers (before any sampling work) and draw nothing yet; ``flags``
+    are the run's booleans by name (``return_trace``, ``progress``)."""
     if not isinstance(prior, Prior):
         raise TypeError(f"prior must be a diffrep_lite Prior, got {type(prior).__name__}")
     if diffrep is None and need_diffrep:
         raise TypeError("diffrep is required for this method (a diffrep_lite Diffrep)")
     if diffrep is not None and not isinstance(diffrep, Diffrep):
         raise TypeError(f"diffrep must be a diffrep_lite Diffrep, got {type(diffrep).__name__}")
+    check_sampler_options(prior, diffrep, **(flags or {}))
     _check_steps(steps, prior.schedule.num_train_timesteps)
     dtype, device = prior.dtype, torch.device(prior.device)
     V = 1

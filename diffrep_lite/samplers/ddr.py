@@ -55,7 +55,7 @@ class DDRStep(Step):
         if not isinstance(solver, Solver):
             raise TypeError(f"solver must be a pullback.Solver (e.g. pullback.CG(iters=4)), got {solver!r}")
         self.solver, self.fits = solver, check_int(fits, "fit_iters")
-        self.eta = check_real(eta, "eta", lo=0.0, hi=1.0)
+        self.eta = check_real(eta, "eta", low=0.0, high=1.0)
         self.view_noise = check_choice(view_noise, "view_noise", VIEW_NOISE)
         self._hint = solver.hint()
 
@@ -148,9 +148,9 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     if step_eta is not None:
         warnings.warn("ddr's step_eta is now eta (DDIM's stochasticity, as in the reference sampler); the RePaint "
                       "jump's is jump_eta", DeprecationWarning, stacklevel=2)
-        eta = step_eta
+        eta = check_real(step_eta, "step_eta", low=0.0, high=1.0)
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
-              guidance_scale=guidance_scale)
+              guidance_scale=guidance_scale, flags=dict(progress=progress, return_trace=return_trace))
     check_choice(convention, "convention", CONVENTIONS)
     preset = ddr_preset(diffrep)
     solver = preset["solver"] if solver is None else solver

@@ -41,7 +41,7 @@ class OptimiserStep(Step):
     def __init__(self, name: str, direction, *, optimizer: str = "adam", lr: float = 0.01):
         self.name, self.direction = name, direction
         self.optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
-        self.lr = check_real(lr, "lr", lo=0.0, lo_open=True)
+        self.lr = check_real(lr, "lr", low=0.0, low_open=True)
         self.hint = f"lr (the {optimizer} learning rate, now {lr:g}) is too large: lower it"
         self._opt = self._leaves = self._f = None
 
@@ -110,8 +110,8 @@ def sjc(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         warnings.warn("sjc's sigmas= is now sigma_schedule=", DeprecationWarning, stacklevel=2)
         sigma_schedule = sigmas
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
-              guidance_scale=guidance_scale)
-    check_choice(sigma_schedule, "sigma_schedule", SJC_SIGMAS)
+              guidance_scale=guidance_scale, flags=dict(progress=progress, return_trace=return_trace))
+    check_choice(sigma_schedule, "sigma_schedule" if sigmas is None else "sigmas (now sigma_schedule)", SJC_SIGMAS)
     if not isinstance(paas, bool):
         raise TypeError(f"paas must be True or False, got {paas!r}")
     grid = prior.schedule.sigma_grid(steps)[:-1]
@@ -151,7 +151,7 @@ def sds(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         weighting: ``"sds"`` (``w = 1 - abar_t``) or ``"uniform"`` (``w = 1``).
     """
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
-              guidance_scale=guidance_scale)
+              guidance_scale=guidance_scale, flags=dict(progress=progress, return_trace=return_trace))
     check_choice(weighting, "weighting", SDS_WEIGHTINGS)
     t_min, t_max = check_t_range(t_range)
     table = prior.schedule.sigmas.to(s.device)

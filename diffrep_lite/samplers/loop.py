@@ -25,7 +25,7 @@ import torch
 
 from ..schedule import renoise_coefficient
 from .checkpoint import CheckpointPlan
-from .common import (_fmt_sigma, DivergenceError, SampleResult, Setup, check_choice, check_finite, check_int, check_real,
+from .common import (_fmt_sigma, DivergenceError, check_callback, check_progress, SampleResult, Setup, check_choice, check_finite, check_int, check_real,
                      progress_range)
 
 __all__ = ["State", "StepInfo", "Step", "RePaint", "run", "VIEW_NOISE", "jump_correlation", "forward_update"]
@@ -164,7 +164,7 @@ class RePaint:
 
     def __init__(self, step: Step, *, iters: int = 1, jump: int = 1, eta: float = 1.0):
         self.step, self.iters, self.jump = step, check_int(iters, "repaint_iters"), check_int(jump, "jump")
-        self.eta = check_real(eta, "jump_eta", lo=0.0, hi=1.0)
+        self.eta = check_real(eta, "jump_eta", low=0.0, high=1.0)
         if iters > 1 and not step.tracks_noise:
             raise ValueError(f"RePaint (repaint_iters > 1) needs a step that tracks per-view noise; "
                              f"{step.name!r} does not")
@@ -208,6 +208,8 @@ def run(s: Setup, sampler, steps: int, *, progress: bool = True, callback=None, 
     ``return_trace``. A checkpoint (see :mod:`.checkpoint`) is written at block boundaries and after the last
     update; a resumed run ends bit-identical to an uninterrupted one.
     """
+    check_callback(callback)
+    check_progress(progress)
     rp = sampler if isinstance(sampler, RePaint) else RePaint(sampler)
     step = rp.step
     step.check(s)
@@ -256,7 +258,8 @@ def run(s: Setup, sampler, steps: int, *, progress: bool = True, callback=None, 
                 last_saved = block.stop
     except DivergenceError as e:
         if checkpoint is not None and last_saved > start:
-            raise DivergenceError(f"{e}. The last checkpoint, written after update {last_saved} with finite values, "
+            unit = "level" if step.tracks_noise else "step"
+            raise DivergenceError(f"{e}. The last checkpoint, written after {unit} {last_saved} with finite values, "
                                   f"is kept at {str(checkpoint.path)!r}") from None
         raise
     finally:

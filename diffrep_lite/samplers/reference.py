@@ -33,7 +33,7 @@ class DDIMStep(Step):
     name, tracks_noise = "reference", True
 
     def __init__(self, eta: float = 0.0):
-        self.eta = check_real(eta, "eta", lo=0.0, hi=1.0)
+        self.eta = check_real(eta, "eta", low=0.0, high=1.0)
         self.hint = "the prior returned a non-finite eps_hat"
 
     def init(self, s) -> State:
@@ -73,7 +73,8 @@ def reference(prior, diffrep=None, *, steps: int = 50, n: int | None = None, see
     ``result.x`` and ``trace["x"]`` hold the noisy samples ``x_t`` (the clean samples at the end).
     """
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
-              guidance_scale=guidance_scale, need_diffrep=False)
+              guidance_scale=guidance_scale, need_diffrep=False,
+              flags=dict(progress=progress, return_trace=return_trace))
     if params0 is not None:
         raise ValueError("reference does not use params0")
     sampler = RePaint(DDIMStep(eta), iters=repaint_iters, jump=jump, eta=jump_eta)

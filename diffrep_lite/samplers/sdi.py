@@ -152,7 +152,7 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         :class:`~diffrep_lite.samplers.common.SampleResult`; ``nfe`` counts the inversion's evaluations too.
     """
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
-              guidance_scale=guidance_scale)
+              guidance_scale=guidance_scale, flags=dict(progress=progress, return_trace=return_trace))
     t_min, t_max = check_t_range(t_range)
     _check_int(inversion_steps, "inversion_steps")
     if isinstance(inversion_eta, bool) or not isinstance(inversion_eta, (int, float)) or not 0 <= inversion_eta <= 1:
