@@ -45,7 +45,7 @@ from torch import nn
 
 __all__ = ["polynomial_kernel", "mmd2_unbiased", "kid", "kid_subsets", "diversity", "total_variation", "laplacian_energy",
            "second_variation", "noise_textured_fraction", "heldout_digit_classifier", "digits_quality", "digits_kid_floor", "DigitsFeatureNet", "digits_features",
-           "inception_features", "get_features"]
+           "inception_features", "get_features", "psnr"]
 
 
 # --------------------------------------------------------------------------- kernel and MMD
@@ -125,6 +125,13 @@ def diversity(x) -> float:
     d = torch.cdist(x.reshape(x.shape[0], -1)[None], x.reshape(x.shape[0], -1)[None])[0]
     n = x.shape[0]
     return float(d.sum() / (n * (n - 1)))
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio ``10 log10(data_range^2 / mse)`` per leading index (dB); the mean square error
+    is over all other dimensions. ``data_range = 2`` for data in ``[-1, 1]``."""
+    mse = ((x - y) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
 
 
 def total_variation(x) -> torch.Tensor:
