@@ -117,11 +117,15 @@ class NeuralField(Diffrep):
         coords = coords.to(next(iter(params.values())))
         return vmap(lambda p: functional_call(self.module, p, (coords,)))(params)
 
-    def _linear_layers(self):
-        """The ``nn.Linear`` layers ``[(name, module)]``, or None when some parameter belongs to something else."""
+    def linear_layers(self):
+        """The ``nn.Linear`` layers ``[(name, module)]`` in order, or None when some parameter belongs to something
+        else: the layers whose per-pixel factors :meth:`pixel_layer_grads`, :meth:`pixel_kernel` and
+        :meth:`kfac_preconditioner` use."""
         linears = [(name, m) for name, m in self.module.named_modules() if isinstance(m, nn.Linear)]
         keys = {f"{n}.weight" for n, _ in linears} | {f"{n}.bias" for n, m in linears if m.bias is not None}
         return linears if keys == set(self._shapes) else None
+
+    _linear_layers = linear_layers  # the old private name, still read by samplers/ddr.py
 
     def pixel_layer_grads(self, params_one: dict, linears=None):
         """Per-pixel quantities of every linear layer for ONE parameter set (tensors without the batch dim).
@@ -133,7 +137,7 @@ class NeuralField(Diffrep):
         gradients) gives every ``g`` exactly: ``d f_c(n) / d W = g_cn a_n^T``. Assumes the module treats the
         rows of its input independently (an MLP, no batch normalisation) and calls each ``nn.Linear`` once.
         """
-        linears = self._linear_layers() if linears is None else linears
+        linears = self.linear_layers() if linears is None else linears
         if linears is None:
             raise ValueError(f"{type(self.module).__name__} has parameters outside nn.Linear layers")
         p = {k: t.detach() for k, t in params_one.items()}
@@ -198,7 +202,7 @@ class NeuralField(Diffrep):
         """
         from ..pullback import KroneckerPreconditioner
 
-        linears = self._linear_layers()
+        linears = self.linear_layers()
         if linears is None:
             return None
         B = next(iter(params.values())).shape[0]

@@ -116,8 +116,8 @@ class GaussianMixture(Prior):
         self.means = means.reshape(K, D).to(**kw)
         self.variances = v.contiguous().to(**kw)
         # Isotropic components (one variance per component, the usual mixture over points or images): the
-        # posterior and the denoiser then need only [B, K] arrays, not [B, K, D] ones (60 times faster for 1,797
-        # digits at 32x32, batch 64), with the same formulas.
+        # posterior and the denoiser then need only [B, K] arrays, not [B, K, D] ones (O(B K) memory instead of
+        # O(B K D); the distances come from one cdist), with the same formulas.
         iso = bool(torch.all(self.variances == self.variances[:, :1]))
         self._iso_var = self.variances[:, 0].clone() if iso else None
 
