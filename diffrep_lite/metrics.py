@@ -45,7 +45,7 @@ from torch import nn
 
 __all__ = ["polynomial_kernel", "mmd2_unbiased", "kid", "kid_subsets", "diversity", "total_variation", "laplacian_energy",
            "second_variation", "noise_textured_fraction", "heldout_digit_classifier", "digits_quality", "digits_kid_floor", "DigitsFeatureNet", "digits_features",
-           "inception_features", "get_features", "psnr"]
+           "inception_features", "get_features", "psnr", "SmallConvNet"]
 
 
 # --------------------------------------------------------------------------- kernel and MMD
@@ -278,40 +278,39 @@ def get_features(features):
     raise ValueError(f"features must be 'digits', 'inception', None or a callable, got {features!r}")
 
 
-# --------------------------------------------------------------------------- the digits feature net
-class DigitsFeatureNet(nn.Module):
-    """A small CNN classifier for 16x16 grey digits in ``[-1, 1]``; :meth:`features` is its 64-d
-    penultimate layer (used for KID), ``forward`` the 10 class logits.
+# --------------------------------------------------------------------------- the small feature nets
+class SmallConvNet(nn.Module):
+    """The trunk of the shipped feature nets, on 16x16 inputs in ``[-1, 1]`` (clamped; other sizes resized first,
+    bilinear and antialiased): conv3x3(C->w) ReLU maxpool2, conv3x3(w->2w) ReLU maxpool2, linear(2w*16->feat_dim)
+    ReLU (:meth:`_hidden`). Subclasses add their heads; ``config`` holds the constructor's arguments, so that
+    :meth:`save` / :meth:`load` round-trip a net as ``config.json`` + ``model.safetensors``."""
 
-    Layout: conv3x3(1->16) ReLU maxpool2, conv3x3(16->32) ReLU maxpool2, linear(512->64) ReLU, linear(64->10).
-    Inputs of another size are resized to 16x16 (bilinear, antialiased) first. :meth:`features` divides
-    by ``feature_scale`` (the RMS feature value over the training digits, stored with the weights), so
-    features are O(1) like Inception's and KID values land on the usual scale.
-    """
+    #: what the inputs are, for the error message of a wrong shape
+    inputs = "images in [-1, 1]"
 
-    def __init__(self, width: int = 16, feat_dim: int = 64, n_classes: int = 10, feature_scale: float = 1.0):
+    def __init__(self, in_channels: int, width: int, feat_dim: int, feature_scale: float, **config):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
         self.fc1 = nn.Linear(2 * width * 16, feat_dim)
-        self.fc2 = nn.Linear(feat_dim, n_classes)
-        self.feature_scale = float(feature_scale)
-        self.config = dict(width=width, feat_dim=feat_dim, n_classes=n_classes, feature_scale=self.feature_scale)
+        self.in_channels, self.feature_scale = in_channels, float(feature_scale)
+        self.config = dict(config, width=width, feat_dim=feat_dim, feature_scale=self.feature_scale)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 1, H, W]`` images in ``[-1, 1]`` (clamped) -> ``[N, feat_dim]`` features."""
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(f"x must be [N, 1, H, W] grey images, got shape {list(x.shape)}")
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x must be [N, {self.in_channels}, H, W] {self.inputs}, got shape {list(x.shape)}")
         x = x.to(self.conv1.weight).clamp(-1, 1)
         if x.shape[-2:] != (16, 16):
             x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
         h = F.max_pool2d(F.relu(self.conv1(x)), 2)
         h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return F.relu(self.fc1(h.flatten(1))) / self.feature_scale
+        return F.relu(self.fc1(h.flatten(1)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits ``[N, n_classes]``."""
-        return self.fc2(self.features(x) * self.feature_scale)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, C, H, W]`` inputs -> ``[N, feat_dim]`` features, divided by ``feature_scale`` (the RMS feature value
+        over the training data, stored with the weights), so that they are O(1) like Inception's and KID values
+        land on the usual scale."""
+        return self._hidden(x) / self.feature_scale
 
     def save(self, directory):
         """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
@@ -326,8 +325,8 @@ class DigitsFeatureNet(nn.Module):
             json.dump(self.config, f)
 
     @classmethod
-    def load(cls, directory) -> "DigitsFeatureNet":
-        """Load a net written by :meth:`save`."""
+    def load(cls, directory):
+        """Load a net written by :meth:`save` (eval mode, no gradients)."""
         from pathlib import Path
 
         from safetensors.torch import load_file
@@ -337,6 +336,23 @@ class DigitsFeatureNet(nn.Module):
             net = cls(**json.load(f))
         net.load_state_dict(load_file(str(d / "model.safetensors")))
         return net.eval().requires_grad_(False)
+
+
+class DigitsFeatureNet(SmallConvNet):
+    """A small CNN classifier for 16x16 grey digits in ``[-1, 1]``: the :class:`SmallConvNet` trunk (1 input
+    channel), then linear(64->10). :meth:`features` is its 64-d penultimate layer (used for KID), ``forward`` the
+    10 class logits.
+    """
+
+    inputs = "grey images"
+
+    def __init__(self, width: int = 16, feat_dim: int = 64, n_classes: int = 10, feature_scale: float = 1.0):
+        super().__init__(1, width, feat_dim, feature_scale, n_classes=n_classes)
+        self.fc2 = nn.Linear(feat_dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[N, n_classes]``."""
+        return self.fc2(self.features(x) * self.feature_scale)
 
 
 @lru_cache(maxsize=None)
