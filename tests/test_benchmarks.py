@@ -13,8 +13,8 @@ SCRIPTS = [m for m in MODULES if m != "benchmarks.harness"]
 
 
 def offences(path: Path) -> list[str]:
-    """Private names imported from diffrep_lite, ``sys.path`` edits and assignments to attributes of imported
-    diffrep_lite modules (monkeypatching) in one file."""
+    """Private names imported from diffrep_lite, private attributes of other objects (the package's internals),
+    ``sys.path`` edits and assignments to attributes of imported diffrep_lite modules (monkeypatching) in one file."""
     tree = ast.parse(path.read_text())
     out, modules = [], set()
     for node in ast.walk(tree):
@@ -30,6 +30,9 @@ def offences(path: Path) -> list[str]:
         elif isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) \
                 and node.value.id == "sys":
             out.append(f"line {node.lineno}: sys.path")
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            out.append(f"line {node.lineno}: private attribute .{node.attr}")  # e.g. rep._linear_layers()
     for node in ast.walk(tree):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
             if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
@@ -40,7 +43,7 @@ def offences(path: Path) -> list[str]:
                     root = root.value
                 if el is not root and isinstance(root, ast.Name) and root.id in modules:
                     out.append(f"line {node.lineno}: assigns to {ast.unparse(el)}")
-    return out
+    return sorted(out, key=lambda o: int(o.split(":")[0].removeprefix("line ")))
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -51,9 +54,11 @@ def test_no_benchmark_imports_a_private_name_or_patches_the_package(path):
 def test_the_checker_sees_each_offence(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import sys\nimport diffrep_lite.pullback as pb\nfrom diffrep_lite.pullback import _axpy, cg_solve\n"
-                   "from diffrep_lite._x import y\nsys.path.insert(0, '.')\npb.jvp = None\npb.vjp, z = 1, 2\n")
+                   "from diffrep_lite._x import y\nsys.path.insert(0, '.')\npb.jvp = None\npb.vjp, z = 1, 2\n"
+                   "rep._linear_layers()\nself._ok = self.__dict__\n")
     assert offences(bad) == ["line 3: from diffrep_lite.pullback import _axpy", "line 4: from diffrep_lite._x import _x",
-                             "line 5: sys.path", "line 6: assigns to pb.jvp", "line 7: assigns to pb.vjp"]
+                             "line 5: sys.path", "line 6: assigns to pb.jvp", "line 7: assigns to pb.vjp",
+                             "line 8: private attribute ._linear_layers"]
 
 
 @pytest.mark.parametrize("module", MODULES)
