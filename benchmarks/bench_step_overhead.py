@@ -28,10 +28,10 @@ METHODS = {"ddr": dict(solver="cg", solver_iters=8, fit_iters=3), "sjc": dict(lr
            "sdi": dict(inversion_steps=3)}
 
 
-def measure(steps: int, n: int) -> dict:
+def measure(steps: int, n: int, threads: int = 1) -> dict:
     import torch
 
-    torch.set_num_threads(1)
+    harness.set_threads(threads)
     import diffrep_lite as dl
     from diffrep_lite.diffreps import SirenImage
 
@@ -80,7 +80,7 @@ def measure(steps: int, n: int) -> dict:
     return rows
 
 
-def vmap_vs_loop(probes: int = 16, repeats: int = 3) -> dict:
+def vmap_vs_loop(probes: int = 16, repeats: int = 3, threads: int = 1) -> dict:
     """Seconds for ``probes`` vjps with one Jacobian (Hutchinson's probes): ``vmap`` over them against a loop,
     on a SIREN and on the 3-D toy's voxel NeRF (best of ``repeats``)."""
     import torch
@@ -88,7 +88,7 @@ def vmap_vs_loop(probes: int = 16, repeats: int = 3) -> dict:
 
     from diffrep_lite.diffreps import SirenImage, VoxelNeRF, cameras_on_sphere
 
-    torch.set_num_threads(1)
+    harness.set_threads(threads)
     cams = cameras_on_sphere(6, [-30.0, 0.0, 30.0, 60.0], radius=2.5, fov=40.0, azimuth_offset=20.0)
     reps = {"siren16 (64 wide, 2 hidden)": SirenImage(16, 1, hidden=64, hidden_layers=2),
             "voxel NeRF (3-D toy: 8^3, 24 views of 12x12)": VoxelNeRF(cams, 12, grid=8, channels=3, background=1.0,
@@ -111,7 +111,7 @@ def vmap_vs_loop(probes: int = 16, repeats: int = 3) -> dict:
 
 
 def main(argv=None):
-    ap = harness.parser(__doc__)
+    ap = harness.parser(__doc__, threads=1)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--compare", help="another checkout of the package to measure the same way")
@@ -119,22 +119,22 @@ def main(argv=None):
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.one:
-        harness.emit(measure(a.steps, a.n), indent=None)
+        harness.emit(measure(a.steps, a.n, a.threads), indent=None)
         return
     trees = {"this": str(harness.ROOT), **({"compare": str(Path(a.compare).resolve())} if a.compare else {})}
     runs = {k: [] for k in trees}
     for _ in range(a.repeats):
         for name, tree in trees.items():
             runs[name].append(harness.run_module("bench_step_overhead", "--one", "--steps", a.steps, "--n", a.n,
-                                                 env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
-                                                 library=tree))
+                                                 "--threads", a.threads, library=tree,
+                                                 env={"OMP_NUM_THREADS": str(a.threads), "HF_HUB_OFFLINE": "1"}))
     best = {name: {m: {**r[0][m], "seconds_per_step": min(x[m]["seconds_per_step"] for x in r),
                        "seconds_per_step_all_runs": [x[m]["seconds_per_step"] for x in r]} for m in METHODS}
             for name, r in runs.items()}
     doc = {"benchmark": "step_overhead", "model": "shipped digits16, 16x16, CFG 3", "n": a.n, "steps": a.steps,
-           "siren": {"hidden": 64, "hidden_layers": 2}, "threads": 1,
+           "siren": {"hidden": 64, "hidden_layers": 2}, "threads": a.threads,
            **harness.environment("torch", "platform", "load_average"), "trees": trees, "results": best,
-           "hutchinson_probes_vmap_vs_loop": vmap_vs_loop()}
+           "hutchinson_probes_vmap_vs_loop": vmap_vs_loop(threads=a.threads)}
     harness.emit(doc, a.out)
 
 
