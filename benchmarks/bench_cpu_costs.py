@@ -7,27 +7,24 @@
 * the tiny random-weight Stable Diffusion pipeline of ``diffrep_lite.testing`` (8x8 latents): one UNet forward.
 
 Each figure is the median of ``--reps`` timed calls after one warm-up call, at torch's default thread count
-(or ``--threads``). The real-size SD UNet rows come from ``benchmarks/bench_sd_unet.py``.
+(or ``--threads``). The real-size SD UNet rows come from ``python -m benchmarks.bench_sd_unet``.
 
-    python benchmarks/bench_cpu_costs.py [--reps 5] [--out benchmarks/results/cpu_costs.json]
+    python -m benchmarks.bench_cpu_costs [--reps 5] [--out benchmarks/results/cpu_costs.json]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import diffrep_lite as dl  # noqa: E402
-from diffrep_lite.data import load_digits16  # noqa: E402
-from diffrep_lite.testing import make_tiny_stable_diffusion  # noqa: E402
+import diffrep_lite as dl
+from diffrep_lite.data import load_digits16
+from diffrep_lite.testing import make_tiny_stable_diffusion
+
+from . import harness
 
 
 def timed(fn, reps: int) -> float:
@@ -42,17 +39,14 @@ def timed(fn, reps: int) -> float:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = harness.parser(__doc__)
     ap.add_argument("--reps", type=int, default=5, help="timed calls per figure, after one warm-up call")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
     if a.reps < 1:
         raise SystemExit(f"--reps must be >= 1, got {a.reps}")
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    res = dict(benchmark="cpu_costs", torch=torch.__version__, threads=torch.get_num_threads(),
-               platform=platform.platform(), cpu_count=os.cpu_count(), load_average_start=os.getloadavg(),
+    harness.set_threads(a.threads)
+    res = dict(benchmark="cpu_costs", **harness.environment("torch", "threads", "platform", "cpu_count",
+                                                            load_average_start="load_average"),
                reps=a.reps, protocol="median of reps timed calls after one warm-up call", rows={})
     torch.manual_seed(0)
 
@@ -77,12 +71,8 @@ def main(argv=None):
     ctx = torch.randn(1, 77, unet.config.cross_attention_dim)
     with torch.no_grad():
         res["rows"]["tiny_sd_unet_forward_batch1_s"] = timed(lambda: unet(lat, 500, ctx), a.reps)
-    res["load_average_end"] = os.getloadavg()
-    txt = json.dumps(res, indent=1)
-    print(txt)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(txt + "\n")
+    res.update(harness.environment(load_average_end="load_average"))
+    harness.emit(res, a.out)
 
 
 if __name__ == "__main__":

@@ -22,21 +22,19 @@ Each method runs in its own subprocess so its peak memory is its own: CUDA ``max
 GPU, the process's peak resident set size (``ru_maxrss``) on a CPU (which includes the Python/torch baseline,
 reported separately as ``baseline_rss_mib``). Prints one JSON object.
 
-    python benchmarks/bench_nerf.py --size small
-    python benchmarks/bench_nerf.py --size paper --device cuda                   # float16 UNet
-    python benchmarks/bench_nerf.py --size paper --device cuda --dtype float32
+    python -m benchmarks.bench_nerf --size small
+    python -m benchmarks.bench_nerf --size paper --device cuda                   # float16 UNet
+    python -m benchmarks.bench_nerf --size paper --device cuda --dtype float32
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import subprocess
 import sys
 import time
 
 import torch
+
+from . import harness
 
 SIZES = {
     "small": dict(grid=16, res=16, n_samples=32, unet=dict(
@@ -83,7 +81,7 @@ def run_one(args):
 
     cfg = SIZES[args.size]
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_rss = harness.peak_rss_mb()
     prior = make_prior(cfg, device, dtype)
     views = args.views if args.method == "ddr" else args.peer_views
     cams = cameras_on_sphere(views, 15.0, radius=2.0, fov=60.0)
@@ -117,14 +115,15 @@ def run_one(args):
         res.update(cg_iters=args.cg, repaint_iters=args.repaint)
     if device.type == "cuda":
         res["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mib"] = harness.peak_rss_mb()
     res["baseline_rss_mib"] = base_rss
     res["estimate_mib"] = {k: v / 2**20 for k, v in nerf.memory_estimate(1).items()}
     return res
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = harness.parser(__doc__)
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--methods", default="ddr,sjc,sds")
@@ -140,32 +139,29 @@ def main():
     p.add_argument("--cfg", type=float, default=7.5, help="classifier-free guidance scale (2 UNet passes)")
     p.add_argument("--chunk", type=int, default=8192)
     p.add_argument("--method", help=argparse.SUPPRESS)  # internal: run one method in this process
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    harness.set_threads(args.threads)
     if args.dtype is None:
         args.dtype = "float16" if args.device.startswith("cuda") else "float32"
     for name in ("views", "peer_views", "steps", "cg", "repaint", "asset_levels", "asset_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.method:
-        print(json.dumps(run_one(args)))
+        harness.emit(run_one(args), indent=None)
         return
     results = {"size": args.size, "device": args.device, "dtype": args.dtype, "views": args.views,
                "peer_views": args.peer_views, **{k: v for k, v in SIZES[args.size].items() if k != "unet"},
-               "unet_params_M": None, "torch": torch.__version__, "threads": torch.get_num_threads(), "methods": {}}
+               "unet_params_M": None, **harness.environment("torch", "threads"), "methods": {}}
     if args.device.startswith("cuda"):
         results["gpu"] = torch.cuda.get_device_name()
     for m in args.methods.split(","):
         # the child parses this run's own arguments (with the device and dtype resolved), plus its one method
-        cmd = [sys.executable, __file__, *sys.argv[1:], "--device", args.device, "--dtype", args.dtype, "--method", m]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
-        if r.returncode:
-            results["methods"][m] = {"error": r.stderr[-2000:]}
-        else:
-            results["methods"][m] = json.loads(r.stdout.strip().splitlines()[-1])
+        results["methods"][m] = harness.run_module("bench_nerf", *argv, "--device", args.device, "--dtype",
+                                                   args.dtype, "--method", m, check=False)
     from diffusers import UNet2DConditionModel
     with torch.device("meta"):
         results["unet_params_M"] = sum(t.numel() for t in UNet2DConditionModel(**SIZES[args.size]["unet"]).parameters()) / 1e6
-    print(json.dumps(results, indent=1))
+    harness.emit(results, args.out)
 
 
 if __name__ == "__main__":

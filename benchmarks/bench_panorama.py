@@ -4,16 +4,11 @@ Prints one JSON object. The prior is the exact view-conditioned mixture (so the 
 the pull-back solver and the bookkeeping; a network prior adds its own cost per NFE). Peak memory is
 ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak RSS growth (``ru_maxrss``) on CPU.
 
-    PYTHONPATH=. python benchmarks/bench_panorama.py [--device cpu] [--steps 10] [--repaint 2] [--n 2]
+    python -m benchmarks.bench_panorama [--device cpu] [--steps 10] [--repaint 2] [--n 2]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 
@@ -23,9 +18,7 @@ from diffrep_lite import sample
 from diffrep_lite.diffreps import SirenPanorama
 from diffrep_lite.priors import ViewConditionedMixture, random_panoramas
 
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from . import harness
 
 
 def bench(n_views: int, *, height: int, view_width: int, stride: int, steps: int, repaint: int, n: int,
@@ -38,7 +31,7 @@ def bench(n_views: int, *, height: int, view_width: int, stride: int, steps: int
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    rss0 = _rss_mib()
+    rss0 = harness.peak_rss_mb()
     t0 = time.perf_counter()
     out = sample("ddr", prior, rep, steps=steps, n=n, seed=0, repaint_iters=repaint, eta=0.5,
                  solver="cg", solver_iters=solver_iters, progress=False)
@@ -46,7 +39,7 @@ def bench(n_views: int, *, height: int, view_width: int, stride: int, steps: int
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = _rss_mib() - rss0
+        peak = harness.peak_rss_mb() - rss0
     sec = time.perf_counter() - t0
     return {"views": n_views, "canvas": [1, height, width], "view": [1, height, view_width], "wrap": True,
             "siren_params": rep.num_params(), "samples": n, "steps": steps, "repaint_iters": repaint,
@@ -55,8 +48,9 @@ def bench(n_views: int, *, height: int, view_width: int, stride: int, steps: int
             "peak_mem_kind": "cuda_max_allocated" if device.startswith("cuda") else "cpu_rss_growth"}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = harness.parser(__doc__)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repaint", type=int, default=2)
@@ -68,20 +62,19 @@ def main():
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--views", type=int, nargs="+", default=[4, 16])
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    harness.set_threads(a.threads)
     kw = dict(height=a.height, view_width=a.view_width, stride=a.stride, steps=a.steps, repaint=a.repaint,
               n=a.n, solver_iters=a.solver_iters, device=a.device, hidden=a.hidden)
     if a.one:  # one size in this process (its peak memory is its own)
-        print(json.dumps(bench(a.views[0], **kw)))
+        harness.emit(bench(a.views[0], **kw), indent=None)
         return
     runs = []
     for v in a.views:  # each size in a fresh subprocess
         # the same options; the appended --views (argparse keeps the last) picks this size
-        cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--one", "--views", str(v)]
-        p = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-    print(json.dumps({"benchmark": "panorama_ddr", "device": a.device, "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "machine": platform.machine(), "runs": runs}, indent=1))
+        runs.append(harness.run_module("bench_panorama", *argv, "--one", "--views", v))
+    harness.emit({"benchmark": "panorama_ddr", "device": a.device, **harness.environment("torch", "threads", "machine"),
+                  "runs": runs}, a.out)
 
 
 if __name__ == "__main__":

@@ -4,21 +4,19 @@ input (what score distillation and DDR's pull-back need per view), and peak memo
 The UNet is SD 1.5's ``UNet2DConditionModel`` config (859.5 M parameters) with random weights: the
 cost does not depend on the weights, and nothing is downloaded. Prints one JSON object.
 
-    python benchmarks/bench_sd_unet.py                       # CPU, fp32, B=1, 64x64 latents (~1-2 min)
-    python benchmarks/bench_sd_unet.py --device cuda --dtype float16 --batch 2   # e.g. on Colab
+    python -m benchmarks.bench_sd_unet                       # CPU, fp32, B=1, 64x64 latents (~1-2 min)
+    python -m benchmarks.bench_sd_unet --device cuda --dtype float16 --batch 2   # e.g. on Colab
 
 Peak memory: the process's peak resident set size (CPU; includes the weights) and, on CUDA,
 ``torch.cuda.max_memory_allocated``.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import resource
 import time
 
 import torch
+
+from . import harness
 
 SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
                  block_out_channels=(320, 640, 1280, 1280),
@@ -46,7 +44,7 @@ def _timed(fn, device, reps):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = harness.parser(__doc__)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     ap.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px)")
@@ -54,6 +52,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=2, help="timed calls after one warm-up call")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    harness.set_threads(a.threads)
     from diffusers import UNet2DConditionModel
 
     device, dtype = torch.device(a.device), DTYPES[a.dtype]
@@ -89,13 +88,13 @@ def main(argv=None):
         "build_s": round(build_s, 2),
         "forward_s": {"first": round(fwd_first, 3), "runs": [round(v, 3) for v in fwd], "min": round(min(fwd), 3)},
         "forward_backward_s": {"first": round(fb_first, 3), "runs": [round(v, 3) for v in fb], "min": round(min(fb), 3)},
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "peak_rss_gib": round(harness.peak_rss_mb() / 2**10, 2),
+        **harness.environment("torch", "threads", "machine"),
     }
     if device.type == "cuda":
         res["peak_cuda_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         res["gpu"] = torch.cuda.get_device_name(device)
-    print(json.dumps(res))
+    harness.emit(res, a.out, indent=None)
     return res
 
 

@@ -9,18 +9,14 @@ convolutional), which is what the timing needs.
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/bench_siren_methods.py [--resolutions 16 32] [--n 8] [--steps 10]
+    python -m benchmarks.bench_siren_methods [--resolutions 16 32] [--n 8] [--steps 10]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
-import subprocess
-import sys
 import time
+
+from . import harness
 
 SIREN = dict(hidden=64, hidden_layers=2)
 METHOD_KW = {"ddr": dict(solver="cg", solver_iters=8, fit_iters=3), "sjc": {}, "sds": {}, "sdi": {}, "reference": {}}
@@ -34,7 +30,7 @@ def one(method: str, res: int, n: int, steps: int, guidance: float) -> dict:
 
     prior = dl.priors.load_digits_prior(resolution=res)
     rep = SirenImage(res, 1, **SIREN)
-    rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_load = harness.peak_rss_mb()
     kw = dict(steps=steps, n=n, seed=0, cond=3, guidance_scale=guidance, progress=False, **METHOD_KW.get(method, {}))
     dl.sample(method, prior, rep, **{**kw, "steps": 1})  # warm-up
     t0 = time.perf_counter()
@@ -45,12 +41,12 @@ def one(method: str, res: int, n: int, steps: int, guidance: float) -> dict:
                 seconds_total=round(dt, 4), seconds_per_step=round(dt / steps, 5),
                 seconds_per_step_per_sample=round(dt / steps / n, 6), nfe_per_sample=out.nfe,
                 rss_after_load_mib=round(rss_load, 1),
-                peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                peak_rss_mib=round(harness.peak_rss_mb(), 1),
                 method_options=METHOD_KW.get(method, {}))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = harness.parser(__doc__)
     ap.add_argument("--resolutions", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--methods", nargs="+", default=None, help="default: every method in diffrep_lite.METHODS")
     ap.add_argument("--n", type=int, default=8, help="samples per batched call")
@@ -58,28 +54,23 @@ def main(argv=None):
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "RES"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    harness.set_threads(a.threads)
     if a.one:
-        print(json.dumps(one(a.one[0], int(a.one[1]), a.n, a.steps, a.guidance)))
+        harness.emit(one(a.one[0], int(a.one[1]), a.n, a.steps, a.guidance), indent=None)
         return
-    import torch
-
     import diffrep_lite as dl
 
     methods = a.methods or list(dl.METHODS)
     rows = []
     for res in a.resolutions:
         for m in methods:
-            cmd = [sys.executable, os.path.abspath(__file__), "--one", m, str(res), "--n", str(a.n),
-                   "--steps", str(a.steps), "--guidance", str(a.guidance)]
-            p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            if p.returncode:
-                rows.append(dict(method=m, resolution=res, error=p.stderr.strip().splitlines()[-1:]))
-            else:
-                rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
-    print(json.dumps(dict(benchmark="siren_methods", model="shipped digits16 (UNet2DModel, 1.1 M params)",
-                          siren=SIREN, torch=torch.__version__, threads=torch.get_num_threads(),
-                          cpu_count=os.cpu_count(), platform=platform.platform(),
-                          load_average=os.getloadavg(), results=rows), indent=1))
+            r = harness.run_module("bench_siren_methods", "--one", m, res, "--n", a.n, "--steps", a.steps,
+                                   "--guidance", a.guidance, env={"HF_HUB_OFFLINE": "1"}, check=False)
+            rows.append(dict(method=m, resolution=res, error=r["error"].strip().splitlines()[-1:]) if "error" in r
+                        else r)
+    harness.emit(dict(benchmark="siren_methods", model="shipped digits16 (UNet2DModel, 1.1 M params)", siren=SIREN,
+                      **harness.environment("torch", "threads", "cpu_count", "platform", "load_average"),
+                      results=rows), a.out)
 
 
 if __name__ == "__main__":

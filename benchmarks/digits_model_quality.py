@@ -11,28 +11,27 @@ Its own 50-step DDIM samples (``dl.sample("reference", ...)``), ``--per-class`` 
 
 Usage::
 
-    python benchmarks/digits_model_quality.py [--model DIR] [--tv-seeds 20 --exact-prior] [--out benchmarks/results/digits16_quality.json]
-    python benchmarks/digits_model_quality.py --tv-seeds 10 --exact-only --steps 1000   # the exact prior alone
+    python -m benchmarks.digits_model_quality [--model DIR] [--tv-seeds 20 --exact-prior] [--out benchmarks/results/digits16_quality.json]
+    python -m benchmarks.digits_model_quality --tv-seeds 10 --exact-only --steps 1000   # the exact prior alone
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import diffrep_lite as dl  # noqa: E402
-from diffrep_lite import metrics  # noqa: E402
-from diffrep_lite.data import digits_split  # noqa: E402
-from diffrep_lite.priors.shipped import DIGITS_NULL_LABEL, shipped_model_path  # noqa: E402
+import diffrep_lite as dl
+from diffrep_lite import metrics
+from diffrep_lite.data import digits_split
+from diffrep_lite.priors.shipped import DIGITS_NULL_LABEL, shipped_model_path
+
+from . import harness
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = harness.parser(__doc__)
     ap.add_argument("--model", default=str(shipped_model_path("digits16")))
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--steps", type=int, default=50)
@@ -51,8 +50,8 @@ def main(argv=None):
     ap.add_argument("--figure", default=None,
                     help="with --tv-seeds: save the flagged CFG samples of the first 5 seed sets (TV or second "
                          "differences), with the roughest training digits for comparison, to this PNG")
-    ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
+    harness.set_threads(a.threads)
     if a.exact_only and not a.tv_seeds:
         ap.error("--exact-only needs --tv-seeds N (N >= 1)")
     a.exact_prior = a.exact_prior or a.exact_only
@@ -74,11 +73,7 @@ def main(argv=None):
             print(row, file=sys.stderr, flush=True)
     if a.tv_seeds:
         res["tv_by_seed"] = tv_by_seed(a, labels)
-    txt = json.dumps(res, indent=1)
-    print(txt)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(txt + "\n")
+    harness.emit(res, a.out)
 
 
 FIGURE_SEEDS = 5  # --figure shows the flagged samples of the first seed sets only (a readable page)

@@ -1,9 +1,9 @@
 """Issue 3's KID question: are DDR SIREN samples from the shipped digits model closer (KID) to the model's
 own DDIM samples than SJC's and SDS's at classifier-free guidance 3? Prints JSON (KID and diversity per
 method and seed set, notebook 03's settings at 30 NFE: DDR with 6 Gauss-Newton fits of 4 CG iterations per level,
-SJC and SDS at their best settings from benchmarks/sweep_peers_siren.py).
+SJC and SDS at their best settings from ``python -m benchmarks.sweep_peers_siren``).
 tests/test_unet_prior.py asserts the ordering on seed 0; this script checks it on several seed sets:
-`python benchmarks/kid_siren_methods.py [--seeds 0 1 2]`.
+`python -m benchmarks.kid_siren_methods [--seeds 0 1 2]`.
 
 ``--solvers`` instead compares DDR's pull-back solvers at the same 30 levels: CG (6 fits x 4 iterations, the
 notebook's setting) against the exact pixel-kernel solve (``solver="kernel"``) with 1 to 10 Gauss-Newton fits,
@@ -13,15 +13,14 @@ KID and seconds (one thread) per seed set; ``--out`` writes the JSON
 ``--fits`` compares Gauss-Newton fits x CG iterations per level the same way (DDR's general default 1 x 20, and
 3 x 8 to 10 x 4: the practical guide's ``fit_iters`` table, ``benchmarks/results/siren_cg_fits.json``).
 """
-import argparse
 import json
 import time
-
-import torch
 
 import diffrep_lite as dl
 from diffrep_lite import metrics
 from diffrep_lite.diffreps import SirenImage
+
+from . import harness
 
 CFG, LABEL, N = 3.0, 3, 16
 RUNS = {"ddr": dict(steps=30, solver="cg", solver_iters=4, fit_iters=6),
@@ -34,15 +33,14 @@ FIT_RUNS = {f"cg_{f}x{k}": dict(steps=30, solver="cg", solver_iters=k, fit_iters
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = harness.parser(__doc__, threads_help="torch threads (default: 1 with --solvers or --fits, else torch's "
+                                               "choice)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--solvers", action="store_true", help="compare DDR's CG and kernel solvers instead")
     mode.add_argument("--fits", action="store_true", help="compare DDR's fits x CG iterations instead")
-    ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
-    if a.solvers or a.fits:
-        torch.set_num_threads(1)
+    harness.set_threads(1 if a.threads is None and (a.solvers or a.fits) else a.threads)
     prior = dl.priors.load_digits_prior()
     rep = SirenImage(16, 1, hidden=64, hidden_layers=2)
     feats = metrics.digits_features()
@@ -62,10 +60,9 @@ def main(argv=None):
                               seconds=round(time.perf_counter() - t0, 1))
             rows.append(row)
             print(json.dumps(row), flush=True)
-        doc = {"cfg": CFG, "label": LABEL, "n": N, "settings": runs, "threads": 1, "results": rows}
-        if a.out:
-            with open(a.out, "w") as fh:
-                fh.write(json.dumps(doc, indent=1) + "\n")
+        doc = {"cfg": CFG, "label": LABEL, "n": N, "settings": runs, **harness.environment("threads"),
+               "results": rows}
+        harness.emit(doc, a.out, echo=False)
         return
     rows = []
     for seed in a.seeds:
@@ -75,7 +72,7 @@ def main(argv=None):
         div = {m: round(metrics.diversity(v), 3) for m, v in x.items()}
         rows.append(dict(seed=seed, kid=kid, diversity=div,
                          ddr_below_sjc_and_sds=kid["ddr"] < min(kid["sjc"], kid["sds"])))
-    print(json.dumps({"cfg": CFG, "label": LABEL, "n": N, "settings": RUNS, "results": rows}, indent=1))
+    harness.emit({"cfg": CFG, "label": LABEL, "n": N, "settings": RUNS, "results": rows}, a.out)
 
 
 if __name__ == "__main__":

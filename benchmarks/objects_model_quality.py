@@ -19,20 +19,17 @@ guidance scale, one file per eta: ``--grid`` with ``_eta1`` before the suffix fo
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/objects_model_quality.py [--model DIR] [--per-bin 16] [--threads 1]
+    python -m benchmarks.objects_model_quality [--model DIR] [--per-bin 16] [--threads 1]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from . import harness
 
 
 def grid_png(samples, path, cols=8, scale=3, title=None):
@@ -58,18 +55,16 @@ def grid_png(samples, path, cols=8, scale=3, title=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = harness.parser(__doc__, out="benchmarks/results/objects_model_quality.json", threads=1)
     ap.add_argument("--model", default=None, help="checkpoint directory (default: the shipped objects16)")
     ap.add_argument("--per-bin", type=int, default=16)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
     ap.add_argument("--eta", type=float, nargs="+", default=[0.0, 1.0], help="sampler stochasticity (0: DDIM)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/results/objects_model_quality.json")
     ap.add_argument("--grid", default=None, help="PNG of the samples at the last guidance scale")
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    harness.set_threads(a.threads)
     import diffrep_lite as dl
     from diffrep_lite.consistency import azimuth_features, circular_distance, predict_bins
     from diffrep_lite.data import OBJECT_BINS, toy_objects
@@ -114,10 +109,8 @@ def main(argv=None):
     doc = dict(model=a.model or "objects16 (shipped)", steps=a.steps, per_bin=a.per_bin, seed=a.seed,
                sampler="reference (DDIM; eta as in each result)", features="objects_features (AzimuthNet penultimate layer)",
                heldout="toy_objects(256, 0, start=10**6)", data_floor=floor, results=results,
-               torch=torch.__version__, platform=platform.platform(), threads=torch.get_num_threads())
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(doc, f, indent=1)
+               **harness.environment("torch", "platform", "threads"))
+    harness.emit(doc, a.out, echo=False)
     print(json.dumps({"data_floor": {k: (v if not isinstance(v, list) else [round(t, 4) for t in v])
                                      for k, v in floor.items()}}))
 

@@ -29,20 +29,16 @@ figure of every method's samples from all 8 bins.
 
 Usage (``benchmarks/results/objects_nerf_methods.json``; about 35 min on one core)::
 
-    PYTHONPATH=. python benchmarks/objects_nerf_methods.py --sweep --threads 1 --png objects_nerf_methods.png
+    python -m benchmarks.objects_nerf_methods --sweep --threads 1 --png objects_nerf_methods.png
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from . import harness
 
 #: (learning rate, guidance scale) pairs tried for SJC and SDS: score distillation is usually run at a high CFG
 #: (DreamFusion: 100), so the sweep gives the peers the guidance scale that suits them, not DDR's.
@@ -123,7 +119,7 @@ def figure(renders: dict, path, per_method=4, sampled=(0, 1, 2, 4, 5, 6), title=
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = harness.parser(__doc__, out="benchmarks/results/objects_nerf_methods.json", threads=1)
     ap.add_argument("--n", type=int, default=48, help="samples per method")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=9,
@@ -154,13 +150,11 @@ def main(argv=None):
                          "null label, so the prior knows nothing of the cameras (no guidance; Janus scored up to a "
                          "turn of the object, peers' sweep over the learning rate only, picked by pooled KID)")
     ap.add_argument("--model", default=None, help="checkpoint directory (default: the shipped objects16)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/results/objects_nerf_methods.json")
     ap.add_argument("--png", default=None)
     ap.add_argument("--renders", default=None, help="also save every method's renders [n, 8, 3, H, W] here (torch.save)")
     ap.add_argument("--title", default=None, help="title of the --png figure")
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    harness.set_threads(a.threads)
     import diffrep_lite as dl
     from diffrep_lite.consistency import azimuth_features, evaluate_scenes, object_nerf
     from diffrep_lite.data import toy_objects
@@ -238,11 +232,9 @@ def main(argv=None):
                if sweep else "no sweep",
                data_floor=data_floor,
                features="objects_features (AzimuthNet penultimate layer, trained on data renders)",
-               heldout="toy_objects(256, 0, start=10**6)", results=results, torch=torch.__version__,
-               platform=platform.platform(), threads=torch.get_num_threads())
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(doc, f, indent=1)
+               heldout="toy_objects(256, 0, start=10**6)", results=results,
+               **harness.environment("torch", "platform", "threads"))
+    harness.emit(doc, a.out, echo=False)
     if a.renders:
         torch.save(renders, a.renders)
     if a.png:

@@ -9,23 +9,22 @@ the study's budget ``--nfe`` goes into notebook 03; the larger budgets show what
 
 Usage::
 
-    python benchmarks/sweep_peers_siren.py --out benchmarks/results/peers_sweep_siren.json
+    python -m benchmarks.sweep_peers_siren --out benchmarks/results/peers_sweep_siren.json
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import os
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import diffrep_lite as dl  # noqa: E402
-from diffrep_lite import metrics  # noqa: E402
-from diffrep_lite.diffreps import SirenImage  # noqa: E402
+import diffrep_lite as dl
+from diffrep_lite import metrics
+from diffrep_lite.diffreps import SirenImage
+
+from . import harness
 
 
 def grid(nfe: int, big: int) -> list[tuple[str, int, dict]]:
@@ -50,7 +49,7 @@ def grid(nfe: int, big: int) -> list[tuple[str, int, dict]]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = harness.parser(__doc__)
     ap.add_argument("--nfe", type=int, default=40, help="the study's NFE budget per sample")
     ap.add_argument("--big", type=int, default=200, help="a larger budget, for context")
     ap.add_argument("--n", type=int, default=16)
@@ -58,9 +57,9 @@ def main(argv=None):
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", nargs="+", default=["sjc", "sds", "sdi"])
-    ap.add_argument("--out", default=None)
     ap.add_argument("--resume", default=None, help="a JSON written by an earlier run: its rows are kept, not re-run")
     a = ap.parse_args(argv)
+    harness.set_threads(a.threads)
     prior = dl.priors.load_digits_prior()
     rep = SirenImage(16, 1, hidden=64, hidden_layers=2)
     feats = metrics.digits_features()
@@ -95,11 +94,7 @@ def main(argv=None):
     res = dict(benchmark="sweep_peers_siren", cfg=a.cfg, label=a.label, n=a.n, seed=a.seed, nfe=a.nfe, big=a.big,
                siren="SirenImage(16, 1, hidden=64, hidden_layers=2)", kid_target="64 reference DDIM-50 samples",
                best=best, rows=rows)
-    txt = json.dumps(res, indent=1)
-    print(txt)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(txt + "\n")
+    harness.emit(res, a.out)
 
 
 if __name__ == "__main__":

@@ -21,23 +21,21 @@ to ``book/figures/time_to_quality.png`` and a short summary the book includes,
 ``book/figures/time_to_quality.md``. The full run takes about an hour and a half on one CPU thread (each setting
 is timed twice, the faster run kept):
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py            # full
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py --quick    # a few minutes, smoke test
+    OMP_NUM_THREADS=1 python -m benchmarks.time_to_quality            # full
+    OMP_NUM_THREADS=1 python -m benchmarks.time_to_quality --quick    # a few minutes, smoke test
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from . import harness
+from .harness import ROOT
 
 FULL = {
     "siren": dict(n=32, n_ref=128, ddr_grid=dict(levels=[5, 10, 20, 30], fits=[2, 4, 6], iters=[2, 4, 8]),
@@ -117,7 +115,9 @@ def siren_workload(cfg, log):
 def nerf_workload(cfg, log):
     import diffrep_lite as dl
     from diffrep_lite.diffreps import VoxelNeRF, cameras_on_sphere
-    from diffrep_lite.priors import blob_scenes, geometric_schedule, psnr, scene_mixture
+    from diffrep_lite.metrics import psnr
+    from diffrep_lite.priors import blob_scenes, scene_mixture
+    from diffrep_lite.schedule import geometric_schedule
 
     cams = cameras_on_sphere(6, [-30.0, 0.0, 30.0, 60.0], radius=2.5, fov=40.0, azimuth_offset=20.0)
     nerf = VoxelNeRF(cams, 12, grid=8, channels=3, background=1.0, view_conds="index", init_features=0.0,
@@ -294,10 +294,10 @@ def markdown(doc) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = harness.parser(__doc__, threads=1)
+    ap.set_defaults(out=None)
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs (minutes)")
     ap.add_argument("--workloads", nargs="+", default=["siren", "nerf"], choices=["siren", "nerf"])
-    ap.add_argument("--out", help="JSON path (default benchmarks/results/time_to_quality_cpu[_quick].json)")
     ap.add_argument("--figure", default=str(ROOT / "book" / "figures" / "time_to_quality.png"))
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per setting, fastest kept (default: "
                     "2, --quick: 1)")
@@ -314,15 +314,14 @@ def main(argv=None):
         return
     global REPEATS
     REPEATS = a.repeats if a.repeats is not None else (1 if a.quick else 2)
-    torch.set_num_threads(1)
+    harness.set_threads(a.threads)
     cfgs = QUICK if a.quick else FULL
     mode = "quick" if a.quick else "full"
     import diffrep_lite as dl
 
     sched = json.loads((Path(dl.__file__).parent / "models" / "digits16" / "scheduler_config.json").read_text())
-    doc = {"benchmark": "time_to_quality", "mode": mode, "date": datetime.date.today().isoformat(),
-           "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
-           "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg(),
+    doc = {"benchmark": "time_to_quality", "mode": mode,
+           **harness.environment("date", "threads", "torch", "platform", "cpu_count", load_average_start="load_average"),
            "digits16_beta_schedule": sched.get("beta_schedule"), "settings": cfgs, "timing_repeats": REPEATS}
 
     def log(row):
@@ -337,7 +336,7 @@ def main(argv=None):
         doc[name] = res
     doc["load_average_end"] = os.getloadavg()
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / f"time_to_quality_cpu{'_quick' if a.quick else ''}.json"
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    harness.emit(doc, out, echo=False)
     plot(doc, fig)
     fig.with_suffix(".md").write_text(markdown(doc))
     print(f"wrote {out}, {fig} and {fig.with_suffix('.md')}")

@@ -18,51 +18,34 @@ The features are those of a net trained on this data set only: they measure what
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .metrics import SmallConvNet
 
 __all__ = ["AzimuthNet", "load_azimuth_net", "azimuth_features", "predict_bins", "circular_distance", "janus",
            "per_azimuth_kid", "two_faced", "object_nerf", "evaluate_scenes", "colour_spread", "colour_diversity"]
 
 
-class AzimuthNet(nn.Module):
+class AzimuthNet(SmallConvNet):
     """A small CNN for 16x16 RGB views in ``[-1, 1]``: ``forward`` gives the azimuth-bin logits, :meth:`attributes`
     the regressed object attributes (standardised), :meth:`features` the 64-d penultimate layer (divided by
     ``feature_scale``, the RMS feature value on the training renders, so KID lands on the usual scale).
 
-    Layout: conv3x3(3->32) ReLU maxpool2, conv3x3(32->64) ReLU maxpool2, linear(1024->64) ReLU, then
+    Layout: the :class:`~diffrep_lite.metrics.SmallConvNet` trunk (3 input channels, width 32), then
     linear(64->bins) and linear(64->n_attributes).
     """
 
+    inputs = "RGB views in [-1, 1]"
+
     def __init__(self, bins: int = 8, n_attributes: int = 8, width: int = 32, feat_dim: int = 64,
                  feature_scale: float = 1.0):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
-        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
-        self.fc1 = nn.Linear(2 * width * 16, feat_dim)
+        super().__init__(3, width, feat_dim, feature_scale, bins=bins, n_attributes=n_attributes)
         self.head_bin = nn.Linear(feat_dim, bins)
         self.head_attr = nn.Linear(feat_dim, n_attributes)
-        self.bins, self.feature_scale = bins, float(feature_scale)
-        self.config = dict(bins=bins, n_attributes=n_attributes, width=width, feat_dim=feat_dim,
-                           feature_scale=self.feature_scale)
-
-    def _hidden(self, x):
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"x must be [N, 3, H, W] RGB views in [-1, 1], got shape {list(x.shape)}")
-        x = x.to(self.conv1.weight).clamp(-1, 1)
-        if x.shape[-2:] != (16, 16):
-            x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
-        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return F.relu(self.fc1(h.flatten(1)))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` views in ``[-1, 1]`` (clamped; resized to 16x16) -> ``[N, feat_dim]``."""
-        return self._hidden(x) / self.feature_scale
+        self.bins = bins
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Azimuth-bin logits ``[N, bins]``."""
@@ -71,31 +54,6 @@ class AzimuthNet(nn.Module):
     def attributes(self, x: torch.Tensor) -> torch.Tensor:
         """Regressed (standardised) object attributes ``[N, n_attributes]``."""
         return self.head_attr(self._hidden(x))
-
-    def save(self, directory):
-        """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
-        from pathlib import Path
-
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(d / "model.safetensors"))
-        with open(d / "config.json", "w") as f:
-            json.dump(self.config, f)
-
-    @classmethod
-    def load(cls, directory) -> "AzimuthNet":
-        """Load a net written by :meth:`save` (eval mode, no gradients)."""
-        from pathlib import Path
-
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        with open(d / "config.json") as f:
-            net = cls(**json.load(f))
-        net.load_state_dict(load_file(str(d / "model.safetensors")))
-        return net.eval().requires_grad_(False)
 
 
 @lru_cache(maxsize=None)

@@ -23,8 +23,8 @@ Feature extractors (``features=``):
 
 **Static** (noise-textured samples): :func:`total_variation` is the anisotropic total variation
 ``sum |x[i+1, j] - x[i, j]| + |x[i, j+1] - x[i, j]|`` of each image; a sample whose TV lies above the 99th
-percentile of the training digits' TV (107.5 for the 16x16 digits in ``[-1, 1]``; median 89) has more
-pixel-to-pixel jitter than any but the noisiest 1 % of real digits: :func:`noise_textured_fraction`.
+percentile of the training digits' TV has more pixel-to-pixel jitter than any but the noisiest 1 % of real
+digits: :func:`noise_textured_fraction` (the percentile for the 16x16 digits is in the ``digits16`` model card).
 TV also grows with contrast: a clean but bold, saturated stroke (guided samples of a "0") can cross that
 line with no noise at all. :func:`second_variation` sums absolute *second* differences instead, which a
 smooth stroke keeps small and pixel noise makes large; ``noise_textured_fraction(..., measure="second")``
@@ -32,7 +32,7 @@ flags samples above the real digits' 99th percentile of it (the "static" figure 
 
 **Accuracy**: :func:`heldout_digit_classifier` is an RBF support-vector classifier trained on the held-out
 20 % of the digits (:func:`diffrep_lite.data.digits_split`), so it never saw the images the shipped
-diffusion model was trained on (98.1 % accuracy on the training split).
+diffusion model was trained on (its accuracy on the training split is in the ``digits16`` model card).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from torch import nn
 
 __all__ = ["polynomial_kernel", "mmd2_unbiased", "kid", "kid_subsets", "diversity", "total_variation", "laplacian_energy",
            "second_variation", "noise_textured_fraction", "heldout_digit_classifier", "digits_quality", "digits_kid_floor", "DigitsFeatureNet", "digits_features",
-           "inception_features", "get_features"]
+           "inception_features", "get_features", "psnr", "SmallConvNet"]
 
 
 # --------------------------------------------------------------------------- kernel and MMD
@@ -125,6 +125,13 @@ def diversity(x) -> float:
     d = torch.cdist(x.reshape(x.shape[0], -1)[None], x.reshape(x.shape[0], -1)[None])[0]
     n = x.shape[0]
     return float(d.sum() / (n * (n - 1)))
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio ``10 log10(data_range^2 / mse)`` per leading index (dB); the mean square error
+    is over all other dimensions. ``data_range = 2`` for data in ``[-1, 1]``."""
+    mse = ((x - y) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
 
 
 def total_variation(x) -> torch.Tensor:
@@ -228,9 +235,9 @@ def digits_kid_floor(per_class: int = 20, rounds: int = 20, seed: int = 0) -> di
     *training* split (``per_class`` images of each digit, like a class-balanced sample set) against the
     held-out split, over ``rounds`` random subsets.
 
-    It is negative (about -0.018 for 20 per class): the unbiased estimator assumes i.i.d. draws, and a
-    class-balanced set has fewer same-class pairs than i.i.d. draws would, so its within-set kernel mean is
-    lower. Compare a model's KID with this floor, not with 0.
+    It is negative: the unbiased estimator assumes i.i.d. draws, and a class-balanced set has fewer same-class
+    pairs than i.i.d. draws would, so its within-set kernel mean is lower. Compare a model's KID with this floor,
+    not with 0 (its value for the shipped model's setting: the ``digits16`` model card).
 
     Returns:
         ``{"mean", "std", "rounds", "subset"}``.
@@ -271,40 +278,39 @@ def get_features(features):
     raise ValueError(f"features must be 'digits', 'inception', None or a callable, got {features!r}")
 
 
-# --------------------------------------------------------------------------- the digits feature net
-class DigitsFeatureNet(nn.Module):
-    """A small CNN classifier for 16x16 grey digits in ``[-1, 1]``; :meth:`features` is its 64-d
-    penultimate layer (used for KID), ``forward`` the 10 class logits.
+# --------------------------------------------------------------------------- the small feature nets
+class SmallConvNet(nn.Module):
+    """The trunk of the shipped feature nets, on 16x16 inputs in ``[-1, 1]`` (clamped; other sizes resized first,
+    bilinear and antialiased): conv3x3(C->w) ReLU maxpool2, conv3x3(w->2w) ReLU maxpool2, linear(2w*16->feat_dim)
+    ReLU (:meth:`_hidden`). Subclasses add their heads; ``config`` holds the constructor's arguments, so that
+    :meth:`save` / :meth:`load` round-trip a net as ``config.json`` + ``model.safetensors``."""
 
-    Layout: conv3x3(1->16) ReLU maxpool2, conv3x3(16->32) ReLU maxpool2, linear(512->64) ReLU, linear(64->10).
-    Inputs of another size are resized to 16x16 (bilinear, antialiased) first. :meth:`features` divides
-    by ``feature_scale`` (the RMS feature value over the training digits, stored with the weights), so
-    features are O(1) like Inception's and KID values land on the usual scale.
-    """
+    #: what the inputs are, for the error message of a wrong shape
+    inputs = "images in [-1, 1]"
 
-    def __init__(self, width: int = 16, feat_dim: int = 64, n_classes: int = 10, feature_scale: float = 1.0):
+    def __init__(self, in_channels: int, width: int, feat_dim: int, feature_scale: float, **config):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
         self.fc1 = nn.Linear(2 * width * 16, feat_dim)
-        self.fc2 = nn.Linear(feat_dim, n_classes)
-        self.feature_scale = float(feature_scale)
-        self.config = dict(width=width, feat_dim=feat_dim, n_classes=n_classes, feature_scale=self.feature_scale)
+        self.in_channels, self.feature_scale = in_channels, float(feature_scale)
+        self.config = dict(config, width=width, feat_dim=feat_dim, feature_scale=self.feature_scale)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 1, H, W]`` images in ``[-1, 1]`` (clamped) -> ``[N, feat_dim]`` features."""
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(f"x must be [N, 1, H, W] grey images, got shape {list(x.shape)}")
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x must be [N, {self.in_channels}, H, W] {self.inputs}, got shape {list(x.shape)}")
         x = x.to(self.conv1.weight).clamp(-1, 1)
         if x.shape[-2:] != (16, 16):
             x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
         h = F.max_pool2d(F.relu(self.conv1(x)), 2)
         h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return F.relu(self.fc1(h.flatten(1))) / self.feature_scale
+        return F.relu(self.fc1(h.flatten(1)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits ``[N, n_classes]``."""
-        return self.fc2(self.features(x) * self.feature_scale)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, C, H, W]`` inputs -> ``[N, feat_dim]`` features, divided by ``feature_scale`` (the RMS feature value
+        over the training data, stored with the weights), so that they are O(1) like Inception's and KID values
+        land on the usual scale."""
+        return self._hidden(x) / self.feature_scale
 
     def save(self, directory):
         """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
@@ -319,8 +325,8 @@ class DigitsFeatureNet(nn.Module):
             json.dump(self.config, f)
 
     @classmethod
-    def load(cls, directory) -> "DigitsFeatureNet":
-        """Load a net written by :meth:`save`."""
+    def load(cls, directory):
+        """Load a net written by :meth:`save` (eval mode, no gradients)."""
         from pathlib import Path
 
         from safetensors.torch import load_file
@@ -330,6 +336,23 @@ class DigitsFeatureNet(nn.Module):
             net = cls(**json.load(f))
         net.load_state_dict(load_file(str(d / "model.safetensors")))
         return net.eval().requires_grad_(False)
+
+
+class DigitsFeatureNet(SmallConvNet):
+    """A small CNN classifier for 16x16 grey digits in ``[-1, 1]``: the :class:`SmallConvNet` trunk (1 input
+    channel), then linear(64->10). :meth:`features` is its 64-d penultimate layer (used for KID), ``forward`` the
+    10 class logits.
+    """
+
+    inputs = "grey images"
+
+    def __init__(self, width: int = 16, feat_dim: int = 64, n_classes: int = 10, feature_scale: float = 1.0):
+        super().__init__(1, width, feat_dim, feature_scale, n_classes=n_classes)
+        self.fc2 = nn.Linear(feat_dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[N, n_classes]``."""
+        return self.fc2(self.features(x) * self.feature_scale)
 
 
 @lru_cache(maxsize=None)

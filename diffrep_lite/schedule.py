@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Schedule", "sigma_to_alpha_bar", "alpha_bar_to_sigma", "renoise_coefficient"]
+__all__ = ["Schedule", "sigma_to_alpha_bar", "alpha_bar_to_sigma", "renoise_coefficient", "geometric_schedule",
+           "PREDICTION_TYPES", "check_prediction_type", "ve_to_vp", "eps_from_prediction"]
+
+#: What a diffusers network may predict (the ``prediction_type`` of its scheduler config); each converts to
+#: the noise ``eps`` exactly (:func:`eps_from_prediction`).
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 _BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
@@ -30,6 +35,51 @@ def sigma_to_alpha_bar(sigma: torch.Tensor | float) -> torch.Tensor:
     """VE -> VP: ``abar = 1 / (1 + sigma^2)``."""
     s = torch.as_tensor(sigma, dtype=torch.float64)
     return 1.0 / (1.0 + s * s)
+
+
+def _per_input(sigma, x: torch.Tensor) -> torch.Tensor:
+    """``sigma`` (a scalar or one level per input ``[B]``) shaped to broadcast over ``x`` ``[B, ...]``, in ``x``'s
+    dtype or float32 if that is wider (``sigma^2`` overflows float16 above 256)."""
+    sigma = torch.as_tensor(sigma, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
+    return sigma.reshape(-1, *([1] * (x.ndim - 1))) if sigma.ndim else sigma
+
+
+def ve_to_vp(x: torch.Tensor, sigma) -> torch.Tensor:
+    """VE input ``x = x0 + sigma eps`` -> the VP network input ``x_t = sqrt(abar) x0 + sqrt(1 - abar) eps``.
+
+    With ``abar = 1 / (1 + sigma^2)`` this is ``x_t = x / sqrt(1 + sigma^2)`` (the noise ``eps`` is the same
+    in both forms). ``sigma``: a scalar or ``[B]`` (one level per input of ``x`` ``[B, ...]``)."""
+    s = _per_input(sigma, x)
+    return (x / torch.sqrt(1.0 + s * s)).to(x.dtype)
+
+
+def check_prediction_type(prediction_type, name: str = "prediction_type") -> str:
+    """``prediction_type`` if it is one of :data:`PREDICTION_TYPES`, else a ``ValueError`` naming ``name``."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"{name} must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    return prediction_type
+
+
+def eps_from_prediction(out: torch.Tensor, x_t: torch.Tensor, sigma, prediction_type: str) -> torch.Tensor:
+    """The noise ``eps`` a VP network's output ``out`` stands for, at VP input ``x_t`` and VE level ``sigma``.
+
+    With ``a = sqrt(abar) = 1 / sqrt(1 + sigma^2)`` and ``b = sqrt(1 - abar) = sigma a`` (so ``x_t = a x0 + b eps``
+    and ``a^2 + b^2 = 1``):
+
+    * ``"epsilon"``: ``eps = out``;
+    * ``"sample"`` (``out`` is ``x0``): ``eps = (x_t - a out) / b``;
+    * ``"v_prediction"`` (``out = v = a eps - b x0``, Salimans & Ho 2022): ``eps = a v + b x_t``.
+
+    These are the conversions of diffusers' ``DDIMScheduler.step``. ``sigma``: a scalar or ``[B]``.
+    """
+    check_prediction_type(prediction_type)
+    if prediction_type == "epsilon":
+        return out
+    s = _per_input(sigma, x_t)
+    a = 1.0 / torch.sqrt(1.0 + s * s)
+    b = s * a
+    eps = a * out + b * x_t if prediction_type == "v_prediction" else (x_t - a * out) / b
+    return eps.to(out.dtype)
 
 
 def renoise_coefficient(sigma_from: float, sigma_to: float, eta: float) -> float:
@@ -151,6 +201,21 @@ class Schedule:
         :meth:`timesteps`, then ``0`` (the clean end point)."""
         t = self.timesteps(steps)
         return torch.cat([self.sigmas[t], torch.zeros(1, dtype=torch.float64)])
+
+
+def geometric_schedule(sigma_min: float = 0.01, sigma_max: float = 200.0,
+                       num_train_timesteps: int = 1000) -> Schedule:
+    """A :class:`Schedule` whose VE noise levels are geometric from ``sigma_min`` to ``sigma_max``
+    (``abar = 1 / (1 + sigma^2)``), so every sampler step covers the same log-sigma range.
+
+    Exact mixtures decide between their modes at ``sigma`` of the order of the distance between modes; this
+    schedule spends steps there (a cosine schedule jumps from ``sigma ~ 2e4`` straight to ``~6`` in 10 steps).
+    """
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min!r}, {sigma_max!r}")
+    s = torch.logspace(torch.log10(torch.tensor(float(sigma_min))), torch.log10(torch.tensor(float(sigma_max))),
+                       num_train_timesteps, dtype=torch.float64)
+    return Schedule(sigma_to_alpha_bar(s))
 
 
 def _check_steps(steps, limit: int | None = None) -> int:

@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 
 from .priors.stable_diffusion import hf_progress_bars
+from .schedule import check_prediction_type
 
 __all__ = ["make_tiny_stable_diffusion", "make_tiny_unet2d", "TINY_SD_WORDS"]
 
 #: Words the tiny tokenizer knows as single tokens (everything else is spelled byte by byte).
 TINY_SD_WORDS = ("the", "cat", "dog")
-_PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -84,8 +84,8 @@ def make_tiny_stable_diffusion(path, seed: int = 0, *, prediction_type: str = "e
     Args:
         path: folder to write (created if missing; existing files are overwritten).
         seed: seed of the random weights (same seed, bit-identical checkpoint).
-        prediction_type: ``"epsilon"`` or ``"v_prediction"`` (written to the scheduler config, as
-            SD 2.x checkpoints do; the random UNet is the same either way).
+        prediction_type: one of :data:`~diffrep_lite.schedule.PREDICTION_TYPES` (written to the scheduler config,
+            as SD 2.x checkpoints do with ``"v_prediction"``; the random UNet is the same either way).
         sample_size: the UNet's default latent side (the image side is twice that).
 
     Returns:
@@ -95,8 +95,7 @@ def make_tiny_stable_diffusion(path, seed: int = 0, *, prediction_type: str = "e
         TypeError / ValueError: ``path`` not a folder path, unknown ``prediction_type``, bad ``sample_size``.
     """
     p = _check_path(path)
-    if prediction_type not in _PREDICTION_TYPES:
-        raise ValueError(f"prediction_type must be one of {_PREDICTION_TYPES}, got {prediction_type!r}")
+    check_prediction_type(prediction_type)
     if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 2:
         raise ValueError(f"sample_size must be an int >= 2, got {sample_size!r}")
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel

@@ -12,7 +12,9 @@ from torch.func import jvp, vjp
 import diffrep_lite as dl
 from diffrep_lite.diffreps.nerf import (Camera, VoxelNeRF, cameras_on_sphere, inverse_softplus, trilinear,
                                         view_prompt, voxel_positions)
-from diffrep_lite.priors import GaussianMixture, SceneMixture, blob_scenes, geometric_schedule, psnr, scene_mixture
+from diffrep_lite.metrics import psnr
+from diffrep_lite.priors import GaussianMixture, SceneMixture, blob_scenes, scene_mixture
+from diffrep_lite.schedule import geometric_schedule
 
 
 def _const_params(nerf, sigma, colour, dtype=torch.float64, background=None):

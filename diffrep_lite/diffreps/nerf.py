@@ -340,8 +340,8 @@ class VoxelNeRF(Diffrep):
         ``grid``: parameter-sized tensors (the grids, their concatenation, and the pull-back solver's
         increment, direction, residual-gradient and tangent: 6 copies). ``render``: what one
         differentiable render keeps for its backward/jvp (per ray sample: ``1 + C`` interpolated values,
-        3 coordinates and ~5 compositing terms) plus one chunk's transients. A rough upper guide, not a
-        measurement: see ``benchmarks/bench_nerf.py`` for measured peaks.
+        3 coordinates and ~5 compositing terms) plus one chunk's transients. A rough upper bound, not a
+        measurement: measured peaks are in the practical guide ("Time and memory: CPU or a GPU").
         """
         V = self.n_views if n_views is None else n_views
         H, W = self.resolution

@@ -128,10 +128,13 @@ class NeuralField(Diffrep):
         return vmap(lambda p: functional_call(self.module, p, (coords,)))(params)
 
     def linear_layers(self):
-        """The ``nn.Linear`` layers ``[(name, module)]``, or None when some parameter belongs to something else."""
+        """The ``nn.Linear`` layers ``[(name, module)]`` in order, or None when some parameter belongs to something
+        else: the layers whose per-pixel factors :meth:`pixel_layer_grads`, :meth:`pixel_kernel` and
+        :meth:`kfac_preconditioner` use."""
         linears = [(name, m) for name, m in self.module.named_modules() if isinstance(m, nn.Linear)]
         keys = {f"{n}.weight" for n, _ in linears} | {f"{n}.bias" for n, m in linears if m.bias is not None}
         return linears if keys == set(self._shapes) else None
+
 
     def pixel_layer_grads(self, params_one: dict, linears=None):
         """Per-pixel quantities of every linear layer for ONE parameter set (tensors without the batch dim).

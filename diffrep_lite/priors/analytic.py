@@ -12,7 +12,7 @@ import torch
 
 from ..schedule import Schedule
 from ..validation import check_dtype, check_finite_values
-from .base import Prior, _bcast
+from .base import Prior, _bcast, classifier_free_guidance
 
 __all__ = ["Gaussian", "GaussianMixture", "ClassConditionalMixture"]
 
@@ -119,8 +119,8 @@ class GaussianMixture(Prior):
         self.means = means.reshape(K, D).to(**kw)
         self.variances = v.contiguous().to(**kw)
         # Isotropic components (one variance per component, the usual mixture over points or images): the
-        # posterior and the denoiser then need only [B, K] arrays, not [B, K, D] ones (60 times faster for 1,797
-        # digits at 32x32, batch 64), with the same formulas.
+        # posterior and the denoiser then need only [B, K] arrays, not [B, K, D] ones (O(B K) memory instead of
+        # O(B K D); the distances come from one cdist), with the same formulas.
         iso = bool(torch.all(self.variances == self.variances[:, :1]))
         self._iso_var = self.variances[:, 0].clone() if iso else None
 
@@ -247,11 +247,11 @@ class ClassConditionalMixture(Prior):
                              f"unconditional prior), got {cond!r}")
 
     def _eps(self, x, sigma, cond, guidance_scale):
-        s = 1.0 if guidance_scale is None else float(guidance_scale)
-        if cond is None or s == 0.0:
+        if cond is None:
             return self.unconditional._eps(x, sigma, None, None)
-        e_c = _eps_by_condition(x, sigma, torch.as_tensor(cond).tolist(), self.classes.__getitem__)
-        if s == 1.0:
-            return e_c
-        e_u = self.unconditional._eps(x, sigma, None, None)
-        return e_u + s * (e_c - e_u)
+
+        def eps_of(*conds):  # None: the unconditional mixture; else one class index per input
+            return torch.cat([self.unconditional._eps(x, sigma, None, None) if c is None else
+                              _eps_by_condition(x, sigma, c, self.classes.__getitem__) for c in conds])
+
+        return classifier_free_guidance(eps_of, torch.as_tensor(cond).tolist(), None, guidance_scale)

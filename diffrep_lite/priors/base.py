@@ -13,7 +13,7 @@ import torch
 from ..schedule import Schedule
 from ..validation import check_finite_tensor, check_real
 
-__all__ = ["Prior"]
+__all__ = ["Prior", "check_guidance", "mix_guidance", "classifier_free_guidance"]
 
 
 class Prior:
@@ -30,6 +30,9 @@ class Prior:
     device: torch.device = torch.device("cpu")
     conditional: bool = False
     supports_guidance: bool = False
+    #: Why :meth:`eps` refuses ``guidance_scale`` (a clause for the error message), when ``supports_guidance`` is False
+    #: for a reason the user can fix; "" for none.
+    guidance_refusal: str = ""
     #: Network passes per input under classifier-free guidance (a scale other than None, 0 and 1): 2 for a prior
     #: that evaluates the conditional and the unconditional branch separately, 1 (the default) otherwise.
     cfg_passes: int = 1
@@ -135,10 +138,35 @@ def check_guidance(prior: Prior, guidance_scale):
         raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
     check_real(guidance_scale, "guidance_scale", low=0)  # and finite
     if not prior.supports_guidance:
+        why = f": {prior.guidance_refusal}" if prior.guidance_refusal else ""
         raise ValueError(
-            f"guidance_scale was given, but {type(prior).__name__} does not support classifier-free guidance; "
+            f"guidance_scale was given, but {type(prior).__name__} does not support classifier-free guidance{why}; "
             "pass guidance_scale=None"
         )
+
+
+def mix_guidance(eps_u: torch.Tensor, eps_c: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022): ``eps_u + scale (eps_c - eps_u)``.
+
+    ``eps_u`` is the unconditional (null-condition) noise prediction, ``eps_c`` the conditional one; ``scale = 0``
+    gives the unconditional model, ``1`` the conditional one, ``> 1`` over-weights the condition, ``< 0`` mirrors
+    it (SDI's inversion). In score terms: ``(1 - s) grad log p(x) + s grad log p(x | c)``."""
+    return eps_u + scale * (eps_c - eps_u)
+
+
+def classifier_free_guidance(eps_of, cond, null, scale: float | None) -> torch.Tensor:
+    """Guided noise prediction from a network call ``eps_of(*conditions)``, with as few passes as the scale needs.
+
+    ``eps_of(c)`` evaluates the network on the inputs under condition(s) ``c``; ``eps_of(null, cond)`` on the
+    inputs repeated twice along the batch (the first copy under ``null``, the second under ``cond``), so the two
+    branches of guidance run as one batch. ``scale`` None or 1: ``eps_of(cond)`` (one pass); 0: ``eps_of(null)``
+    (one pass); otherwise :func:`mix_guidance` of the two halves of ``eps_of(null, cond)``."""
+    if scale is None or scale == 1.0:
+        return eps_of(cond)
+    if scale == 0.0:
+        return eps_of(null)
+    e_u, e_c = eps_of(null, cond).chunk(2)
+    return mix_guidance(e_u, e_c, scale)
 
 
 def _bcast(sig: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -28,13 +28,12 @@ from pathlib import Path
 
 import torch
 
-from ..schedule import Schedule
+from ..schedule import Schedule, check_prediction_type, eps_from_prediction, ve_to_vp
 from ..validation import check_bool, check_dtype, resolve_model_source
-from .base import Prior, check_guidance
+from .base import Prior, classifier_free_guidance
 
 __all__ = ["UNetPrior"]
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 _SIDECAR = "diffrep_lite.json"  # optional {"null_label": int, "class_names": [...], "view_conditioned": bool}
 
 
@@ -120,8 +119,7 @@ class UNetPrior(Prior):
             raise TypeError(f"unet must be a diffusers UNet2DModel, got {type(unet).__name__}")
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a diffrep_lite.Schedule, got {type(schedule).__name__}")
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        check_prediction_type(prediction_type)
         cfg = unet.config
         self.num_classes, self.downsample_factor, native, resolution = _check_options(
             cfg, null_label=null_label, resolution=resolution, batch_size=batch_size, clip_sample=clip_sample,
@@ -131,6 +129,8 @@ class UNetPrior(Prior):
         self.supports_guidance = null_label is not None
         self.view_conditioned = view_conditioned
         self.view_cond_types = (int,) if view_conditioned and self.conditional else ()
+        self.guidance_refusal = "" if self.supports_guidance else "the UNet is unconditional" if not self.conditional \
+            else "the model has no null (unconditional) class label; pass null_label= if it was trained with one"
         self.clip_sample, self.clip_sample_range = clip_sample, float(clip_sample_range)
         self.native_resolution, self.resolution = int(native), int(resolution)
         self.batch_size = batch_size
@@ -142,7 +142,7 @@ class UNetPrior(Prior):
         if next(unet.parameters()).dtype != dtype:
             unet = unet.to(dtype)
         self.unet = unet.eval().requires_grad_(False)
-        self._abar = schedule.alphas_cumprod.to(self.device)
+        self._sigmas = schedule.sigmas.to(self.device)  # VE level of every training tick
         self.class_names = None
 
     # ------------------------------------------------------------------ loading
@@ -255,19 +255,6 @@ class UNetPrior(Prior):
         return prior
 
     # ------------------------------------------------------------------ protocol
-    def eps(self, x, sigma, cond=None, guidance_scale=None):
-        """Noise prediction for VE inputs (see :meth:`Prior.eps`).
-
-        ``cond``: None (unconditional: the null label if there is one) or one int label per input.
-        ``guidance_scale``: None (no guidance) or ``s >= 0`` for ``eps_u + s (eps_c - eps_u)``; needs a
-        ``null_label`` and a ``cond``.
-        """
-        if guidance_scale is not None:
-            check_guidance_unet(self, guidance_scale)
-            if cond is None:
-                raise ValueError("guidance_scale needs class labels: pass cond (one int label per input)")
-        return super().eps(x, sigma, cond, guidance_scale)
-
     def check_cond(self, cond, batch=None):
         """``cond`` must be None or ``batch`` integer labels in ``[0, num_classes)`` (a list or int tensor);
         None only when the model is unconditional or has a null label."""
@@ -302,54 +289,48 @@ class UNetPrior(Prior):
             raise ValueError(f"cond labels must lie in [0, {self.num_classes}), got {lab.tolist()}")
         return lab.to(self.device)
 
-    def _net_eps(self, xt, t, labels, abar):
-        """One UNet call on VP inputs, converted to an epsilon prediction."""
+    def _net_eps(self, xt, t, labels, sigma_t):
+        """One UNet call on VP inputs, converted to an epsilon prediction at the tick's noise level ``sigma_t``."""
         out = self.unet(xt, t, class_labels=labels).sample
         if out.shape[1] != xt.shape[1]:  # learned-variance models output 2C channels: keep the mean part
             out = out[:, : xt.shape[1]]
-        if self.prediction_type == "epsilon":
-            return out
-        a, s = abar.sqrt(), (1 - abar).sqrt()
-        if self.prediction_type == "sample":
-            return (xt - a * out) / s
-        return a * out + s * xt  # v_prediction: v = a eps - s x0  =>  eps = a v + s x_t
+        return eps_from_prediction(out, xt, sigma_t, self.prediction_type)
 
     def _eps(self, x, sigma, cond, guidance_scale):
+        """``cond``: None (unconditional: the null label if there is one) or one int label per input.
+        ``guidance_scale``: None (no guidance) or ``s >= 0`` for :func:`~diffrep_lite.priors.base.mix_guidance`;
+        needs a ``null_label`` (checked by :meth:`Prior.eps`) and a ``cond``."""
+        if guidance_scale is not None and cond is None:
+            raise ValueError("guidance_scale needs class labels: pass cond (one int label per input)")
         B = x.shape[0]
         t = self.schedule.timestep_of(sigma).to(self.device)  # nearest training tick, [B]
-        xt = x / torch.sqrt(1 + sigma.to(x.dtype) ** 2).reshape(B, 1, 1, 1)
-        abar = self._abar[t].to(x.dtype).reshape(B, 1, 1, 1)
-        labels = None
+        xt = ve_to_vp(x, sigma)
+        sigma_t = self._sigmas[t].to(x.dtype)
+        labels = null = None
         if self.conditional:
             null = torch.full((B,), self.null_label if self.null_label is not None else 0, dtype=torch.long,
                               device=self.device)
-            if cond is None:  # check_cond made sure there is a null label
-                labels = null
-            else:
-                labels = self._labels(cond)
-        s = guidance_scale
-        if s is None or s == 1.0 or not self.conditional:
-            e = self._chunked(xt, t, labels, abar)
-        elif s == 0.0:
-            e = self._chunked(xt, t, null, abar)
-        else:
-            e2 = self._chunked(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([null, labels]),
-                               torch.cat([abar, abar]))
-            e_u, e_c = e2[:B], e2[B:]
-            e = e_u + s * (e_c - e_u)
+            labels = null if cond is None else self._labels(cond)  # check_cond made sure there is a null label
+
+        def eps_of(*labs):
+            n = len(labs)
+            return self._chunked(xt.repeat(n, 1, 1, 1), t.repeat(n), None if labs[0] is None else torch.cat(labs),
+                                 sigma_t.repeat(n))
+
+        e = classifier_free_guidance(eps_of, labels, null, guidance_scale if self.conditional else None)
         if self.clip_sample:  # clamp x0_hat = x - sigma eps to the data range, keep eps consistent with it
             sig = sigma.to(x.dtype).reshape(B, 1, 1, 1)
             r = self.clip_sample_range
             e = (x - (x - sig * e).clamp(-r, r)) / sig
         return e
 
-    def _chunked(self, xt, t, labels, abar):
+    def _chunked(self, xt, t, labels, sigma_t):
         bs = self.batch_size or xt.shape[0]
         outs = []
         with torch.no_grad():
             for i in range(0, xt.shape[0], bs):
                 lab = None if labels is None else labels[i:i + bs]
-                outs.append(self._net_eps(xt[i:i + bs], t[i:i + bs], lab, abar[i:i + bs]))
+                outs.append(self._net_eps(xt[i:i + bs], t[i:i + bs], lab, sigma_t[i:i + bs]))
         return torch.cat(outs)
 
     def __repr__(self):
@@ -359,14 +340,3 @@ class UNetPrior(Prior):
                 f"clip_sample={self.clip_sample}, device={self.device}, "
                 f"dtype={self.dtype})")
 
-
-def check_guidance_unet(prior: UNetPrior, guidance_scale):
-    """Like :func:`~diffrep_lite.priors.base.check_guidance`, with the reason a UNet refuses guidance."""
-    if prior.supports_guidance or guidance_scale is None:
-        return check_guidance(prior, guidance_scale)
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0:
-        return check_guidance(prior, guidance_scale)  # the generic type/range message
-    why = "the UNet is unconditional" if not prior.conditional else \
-        "the model has no null (unconditional) class label; pass null_label= if it was trained with one"
-    raise ValueError(f"guidance_scale was given, but classifier-free guidance is impossible: {why}; "
-                     "pass guidance_scale=None")

@@ -19,7 +19,7 @@ from .analytic import GaussianMixture
 from ..data import blob_scenes  # scene data live with the data sets (re-exported here)
 from .multiview import ViewMixture
 
-__all__ = ["SceneMixture", "blob_scenes", "scene_mixture", "psnr", "geometric_schedule"]
+__all__ = ["SceneMixture", "blob_scenes", "scene_mixture"]
 
 
 class SceneMixture(ViewMixture):
@@ -73,26 +73,3 @@ def scene_mixture(nerf, scenes: dict, *, weights=None, variance: float = 1e-3, s
         renders = nerf.render({k: t.to(dtype=torch.float64) for k, t in scenes.items()})  # [K, V, C, H, W]
     return SceneMixture(renders.transpose(0, 1), weights, variance, schedule=schedule, dtype=dtype,
                                   device=device)
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
-    """Peak signal-to-noise ratio ``10 log10(data_range^2 / mse)`` per leading index (dB); the mean square error
-    is over all other dimensions. ``data_range = 2`` for data in ``[-1, 1]``."""
-    mse = ((x - y) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(data_range**2 / mse)
-
-
-def geometric_schedule(sigma_min: float = 0.01, sigma_max: float = 200.0, num_train_timesteps: int = 1000):
-    """A :class:`~diffrep_lite.schedule.Schedule` whose VE noise levels are geometric from ``sigma_min`` to
-    ``sigma_max`` (``abar = 1 / (1 + sigma^2)``), so every sampler step covers the same log-sigma range.
-
-    Exact mixtures decide between their modes at ``sigma`` of the order of the distance between modes; this
-    schedule spends steps there (a cosine schedule jumps from ``sigma ~ 2e4`` straight to ``~6`` in 10 steps).
-    """
-    from ..schedule import Schedule
-
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min!r}, {sigma_max!r}")
-    s = torch.logspace(torch.log10(torch.tensor(float(sigma_min))), torch.log10(torch.tensor(float(sigma_max))),
-                       num_train_timesteps, dtype=torch.float64)
-    return Schedule(1.0 / (1.0 + s * s))

@@ -28,14 +28,12 @@ from pathlib import Path
 
 import torch
 
-from ..schedule import Schedule
+from ..schedule import Schedule, check_prediction_type, eps_from_prediction, ve_to_vp
 from ..validation import resolve_model_source
-from .base import Prior, _bcast
+from .base import Prior, classifier_free_guidance
 
-__all__ = ["StableDiffusionPrior", "PREDICTION_TYPES", "resolve_model_id", "hf_progress_bars"]
+__all__ = ["StableDiffusionPrior", "resolve_model_id", "hf_progress_bars"]
 
-#: Network output parameterisations the Stable Diffusion prior converts to eps exactly.
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 _SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
@@ -160,9 +158,8 @@ class StableDiffusionPrior(Prior):
             raise ValueError("pass a text_encoder and tokenizer, or embeddings={prompt: [L, D] tensor} for every "
                              "prompt the prior will see (the negative prompt, '' by default, included)")
         cfg = dict(scheduler_config)
-        self.prediction_type = cfg.get("prediction_type", "epsilon")
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"scheduler prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        self.prediction_type = check_prediction_type(cfg.get("prediction_type", "epsilon"),
+                                                     "scheduler prediction_type")
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
@@ -323,26 +320,20 @@ class StableDiffusionPrior(Prior):
         out = torch.cat([
             self.unet(x_vp[i:i + bs].to(self.weights_dtype), t[i:i + bs], encoder_hidden_states=emb[i:i + bs]).sample
             for i in range(0, x_vp.shape[0], bs)]).to(x_vp.dtype)
-        if self.prediction_type == "epsilon":
-            return out
-        a = _bcast(1.0 / torch.sqrt(1.0 + sigma * sigma), x_vp)  # sqrt(abar)
-        b = _bcast(sigma, x_vp) * a  # sqrt(1 - abar)
-        if self.prediction_type == "v_prediction":
-            return a * out + b * x_vp
-        return (x_vp - a * out) / b  # "sample": the UNet predicts x0
+        return eps_from_prediction(out, x_vp, sigma, self.prediction_type)
 
     def _eps(self, x, sigma, cond, guidance_scale):
         t = self.schedule.timestep_of(sigma).to(self.device)
-        x_vp = x / _bcast(torch.sqrt(1.0 + sigma * sigma), x)  # VE -> VP: x_t = sqrt(abar) * x
-        s = None if guidance_scale is None else float(guidance_scale)
-        if s is None or s == 1.0:
-            return self._unet_eps(x_vp, t, self.embed(cond), sigma)
-        neg = self.embed([self.negative_prompt]).expand(x.shape[0], -1, -1)
-        if s == 0.0:
-            return self._unet_eps(x_vp, t, neg, sigma)
-        e_u, e_c = self._unet_eps(torch.cat([x_vp, x_vp]), torch.cat([t, t]), torch.cat([neg, self.embed(cond)]),
-                                  torch.cat([sigma, sigma])).chunk(2)
-        return e_u + s * (e_c - e_u)
+        x_vp = ve_to_vp(x, sigma)
+
+        def eps_of(*prompts):  # one list of B prompts per copy of the inputs
+            n = len(prompts)
+            return self._unet_eps(x_vp.repeat(n, 1, 1, 1), t.repeat(n), self.embed([p for ps in prompts for p in ps]),
+                                  sigma.repeat(n))
+
+        negative = [self.negative_prompt] * x.shape[0]
+        return classifier_free_guidance(eps_of, list(cond), negative,
+                                        None if guidance_scale is None else float(guidance_scale))
 
     # ------------------------------------------------------------------ display
     @torch.no_grad()

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..diffreps.base import Diffrep, check_params
 from ..priors.base import Prior, check_guidance
 from ..schedule import _check_steps
-from ..validation import check_real, check_sampler_options, check_seed
+from ..validation import check_sampler_options, check_seed
 
 __all__ = ["SampleResult", "Setup", "setup", "prior_eps", "progress_range", "check_progress", "DivergenceError",
            "check_finite"]

@@ -27,7 +27,8 @@ from ..presets import ddr_preset
 from ..pullback import Solver, make_solver
 from ..schedule import renoise_coefficient
 from .checkpoint import CheckpointPlan
-from .common import SampleResult, check_choice, check_finite, check_int, check_real, nfe_multiplier, prior_eps, setup
+from ..validation import check_real
+from .common import SampleResult, check_choice, check_finite, check_int, nfe_multiplier, prior_eps, setup
 from .loop import (VIEW_NOISE, RePaint, State, Step, check_view_noise, forward_update, jump_correlation,
                    run)
 

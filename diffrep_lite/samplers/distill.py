@@ -18,7 +18,8 @@ import torch
 
 from ..schedule import sigma_to_alpha_bar
 from .checkpoint import CheckpointPlan
-from .common import (SampleResult, bcast, check_choice, check_finite, check_real, check_t_range, nfe_multiplier,
+from ..validation import check_real
+from .common import (SampleResult, bcast, check_choice, check_finite, check_t_range, nfe_multiplier,
                      prior_eps, setup)
 from .loop import State, Step, run
 

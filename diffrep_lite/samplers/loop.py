@@ -25,6 +25,7 @@ import torch
 
 from ..schedule import renoise_coefficient
 from .checkpoint import CheckpointPlan
+from ..validation import check_real
 from .common import (_fmt_sigma, DivergenceError, check_callback, check_progress, SampleResult, Setup, check_choice, check_finite, check_int, check_real,
                      progress_range)
 

@@ -19,7 +19,8 @@ import torch
 
 from ..schedule import renoise_coefficient
 from .checkpoint import CheckpointPlan
-from .common import SampleResult, check_finite, check_real, nfe_multiplier, prior_eps, setup
+from ..validation import check_real
+from .common import SampleResult, check_finite, nfe_multiplier, prior_eps, setup
 from .loop import RePaint, State, Step, forward_update, run
 
 __all__ = ["reference", "DDIMStep"]

@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from ..priors.base import Prior
+from ..priors.base import Prior, mix_guidance
 from ..schedule import sigma_to_alpha_bar
 from .common import SampleResult, _check_int, check_t_range, nfe_multiplier, prior_eps, setup
 from .distill import optimise
@@ -59,7 +59,7 @@ def guided_eps(prior: Prior, x: torch.Tensor, sigma, cond, scale: float | None) 
         return prior.eps(x, sigma, cond, scale)
     e_u = prior.eps(x, sigma, cond, 0.0)
     e_c = prior.eps(x, sigma, cond, 1.0)
-    return e_u + scale * (e_c - e_u)
+    return mix_guidance(e_u, e_c, scale)
 
 
 def _evals(prior, scale) -> int:
