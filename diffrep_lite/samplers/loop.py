@@ -24,10 +24,10 @@ from typing import Any
 import torch
 
 from ..schedule import renoise_coefficient
-from .checkpoint import CheckpointPlan
 from ..validation import check_real
-from .common import (_fmt_sigma, DivergenceError, check_callback, check_progress, SampleResult, Setup, check_choice, check_finite, check_int, check_real,
-                     progress_range)
+from .checkpoint import CheckpointPlan
+from .common import (DivergenceError, SampleResult, Setup, _fmt_sigma, check_callback, check_choice, check_finite,
+                     check_int, check_progress, progress_range)
 
 __all__ = ["State", "StepInfo", "Step", "RePaint", "run", "VIEW_NOISE", "jump_correlation", "forward_update"]
 
