@@ -10,11 +10,18 @@ notebook's setting) against the exact pixel-kernel solve (``solver="kernel"``) w
 KID and seconds (one thread) per seed set; ``--out`` writes the JSON
 (``benchmarks/results/siren_kernel_fits.json``).
 
+``--defaults`` scores DDR as a user calls it with no tuning, ``dl.sample("ddr", prior, rep, cond=3,
+guidance_scale=3)`` (default steps and the diffrep's preset), against the reference sampler at its defaults, seed for
+seed: DDR matches the model when its mean KID lies within the reference's noise band (mean + 2 standard deviations
+over the seeds), notebook 03's rule (``benchmarks/results/ddr_defaults_siren.json``).
+
 ``--fits`` compares Gauss-Newton fits x CG iterations per level the same way (DDR's general default 1 x 20, and
 3 x 8 to 10 x 4: the practical guide's ``fit_iters`` table, ``benchmarks/results/siren_cg_fits.json``).
 """
 import json
 import time
+
+import torch
 
 import diffrep_lite as dl
 from diffrep_lite import metrics
@@ -39,14 +46,34 @@ def main(argv=None):
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--solvers", action="store_true", help="compare DDR's CG and kernel solvers instead")
     mode.add_argument("--fits", action="store_true", help="compare DDR's fits x CG iterations instead")
+    mode.add_argument("--defaults", action="store_true", help="DDR with no tuning against the reference's band")
     a = ap.parse_args(argv)
-    harness.set_threads(1 if a.threads is None and (a.solvers or a.fits) else a.threads)
+    harness.set_threads(1 if a.threads is None and (a.solvers or a.fits or a.defaults) else a.threads)
     prior = dl.priors.load_digits_prior()
     rep = SirenImage(16, 1, hidden=64, hidden_layers=2)
     feats = metrics.digits_features()
     ref = dl.sample("reference", prior, None, steps=50, n=64, seed=1000, cond=LABEL, guidance_scale=CFG,
                     progress=False).x[:, 0]
     fref = feats(ref)
+    if a.defaults:
+        rows = []
+        for seed in a.seeds:
+            t0 = time.perf_counter()
+            x = dl.sample("ddr", prior, rep, n=N, seed=seed, cond=LABEL, guidance_scale=CFG, progress=False).x[:, 0]
+            sec = time.perf_counter() - t0
+            y = dl.sample("reference", prior, None, n=N, seed=seed, cond=LABEL, guidance_scale=CFG,
+                          progress=False).x[:, 0]
+            rows.append(dict(seed=seed, ddr=round(metrics.kid(feats(x), fref, features=None), 4),
+                             reference=round(metrics.kid(feats(y), fref, features=None), 4), ddr_seconds=round(sec, 1)))
+            print(json.dumps(rows[-1]), flush=True)
+        ref_kids = torch.tensor([r["reference"] for r in rows])
+        ddr_mean = sum(r["ddr"] for r in rows) / len(rows)
+        band = float(ref_kids.mean() + 2 * ref_kids.std()) if len(rows) > 1 else float(ref_kids[0])
+        harness.emit({"cfg": CFG, "label": LABEL, "n": N, "call": "dl.sample('ddr', prior, SirenImage(16, 1), n=16, "
+                      "seed=s, cond=3, guidance_scale=3.0)", "preset": dl.presets.ddr_preset(rep),
+                      **harness.environment("threads"), "results": rows, "ddr_mean_kid": round(ddr_mean, 4),
+                      "reference_band": round(band, 4), "ddr_within_band": ddr_mean <= band}, a.out)
+        return
     if a.solvers or a.fits:
         runs = SOLVER_RUNS if a.solvers else FIT_RUNS
         rows = []

@@ -11,9 +11,9 @@ Quick start::
     out = dl.sample("ddr", prior, rep, steps=50, n=1000, seed=0)
     out.x  # [1000, 1, 2] renders f(theta), distributed like the prior
 """
-from . import diffreps, priors, pullback, samplers, testing
+from . import diffreps, presets, priors, pullback, samplers, testing
 from .samplers import METHODS, DivergenceError, SampleResult, sample
 from .schedule import Schedule
 
 __version__ = "0.1.0"
-__all__ = ["sample", "METHODS", "SampleResult", "DivergenceError", "Schedule", "priors", "diffreps", "pullback", "samplers", "testing"]
+__all__ = ["sample", "METHODS", "SampleResult", "DivergenceError", "Schedule", "priors", "diffreps", "presets", "pullback", "samplers", "testing"]

@@ -58,6 +58,11 @@ class Gaussian(Prior):
         self._evals = evals.clamp_min(0).to(dtype=dtype, device=self.device)
         self._evecs = evecs.to(dtype=dtype, device=self.device)
 
+    @property
+    def data_radius(self) -> float:
+        """``max |mean| + 6 sqrt(largest eigenvalue of cov)``: where the data lie."""
+        return float(self.mean.abs().max() + 6 * self._evals.max().sqrt())
+
     def marginal(self, sigma: float):
         """Mean and covariance of the noisy marginal at VE level ``sigma``."""
         D = self.mean.numel()
@@ -123,6 +128,11 @@ class GaussianMixture(Prior):
         # O(B K D); the distances come from one cdist), with the same formulas.
         iso = bool(torch.all(self.variances == self.variances[:, :1]))
         self._iso_var = self.variances[:, 0].clone() if iso else None
+
+    @property
+    def data_radius(self) -> float:
+        """``max |mean| + 6 sqrt(largest variance)`` over the components: where the data lie."""
+        return float(self.means.abs().max() + 6 * self.variances.max().sqrt())
 
     @property
     def n_components(self) -> int:

@@ -39,6 +39,9 @@ class Prior:
     #: Types of the per-view conditions (a diffrep's ``view_conds()``) this prior takes: None (its ``check_cond``
     #: decides), ``()`` (none: a class-label or unconditional prior), ``(str,)`` (prompt suffixes), ``(int,)``.
     view_cond_types: tuple | None = None
+    #: A bound on ``|x0|`` of the data (1 for images and latents in about ``[-1, 1]``); the samplers' divergence
+    #: guard stops a run whose renders reach ``100 (data_radius + sigma_max)``. Analytic priors compute theirs.
+    data_radius: float = 1.0
 
     # -------------------------------------------------------------- public API
     def eps(self, x: torch.Tensor, sigma, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
