@@ -17,9 +17,15 @@ fi
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 PYDEVD_DISABLE_FILE_VALIDATION=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p _build
-SKIP_SETUP=1 setsid bash scripts/build_book.sh >_build/book.log 2>&1 &
-book=$!  # its own process group: stopped with everything it started if this script ends early
-trap 'kill -- -$book 2>/dev/null || true' EXIT
+# In its own process group where setsid exists, so that ending this script early stops everything it started
+if command -v setsid >/dev/null 2>&1; then
+  SKIP_SETUP=1 setsid bash scripts/build_book.sh >_build/book.log 2>&1 &
+  book=$! group=-$!
+else
+  SKIP_SETUP=1 bash scripts/build_book.sh >_build/book.log 2>&1 &
+  book=$! group=$!
+fi
+trap 'kill -- $group 2>/dev/null || true' EXIT
 
 pytest_run() {  # pytest exit 5 = no test selected (e.g. by a -k given to this script)
   local rc=0
