@@ -68,6 +68,17 @@ def test_nbval_runs_each_notebook_at_its_ci_parameters():
         assert all("notebooks" in c["markers"] for c in got), nb.name
 
 
+def test_every_test_file_that_reads_the_built_book_runs_after_the_build():
+    """scripts/test.sh runs the tests marked ``built_book`` (tests/conftest.py's list) after the book build and
+    the rest while it builds: a file that reads ``_build`` and is not on the list would see no book (or an old
+    one)."""
+    from conftest import BUILT_BOOK
+
+    readers = {p.name for p in (ROOT / "tests").glob("test_*.py")
+               if p.name != Path(__file__).name and '"_build"' in p.read_text()}
+    assert readers == BUILT_BOOK
+
+
 #: Tiny settings for the Stable Diffusion branch of each notebook (``model_id`` set), on top of its CI parameters.
 SD_PARAMETERS = {
     "03_siren_images": dict(cfg_scales=[3], samples=2, study_seeds=[0], nfe=2, cg_iters=2, fit_iters=1,
