@@ -11,10 +11,10 @@ from __future__ import annotations
 from unittest import mock
 
 import nbformat
-from papermill.iorw import load_notebook_node
-from papermill.parameterize import parameterize_notebook
 import pytest
 from nbval.plugin import IPyNbFile
+from papermill.iorw import load_notebook_node
+from papermill.parameterize import parameterize_notebook
 
 
 def ci_parameters(nb) -> dict:
