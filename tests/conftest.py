@@ -11,3 +11,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+#: Test files that read the built book (``_build/html``). ``scripts/test.sh`` runs them (``-m built_book``) after
+#: the book build, and everything else (``-m "not built_book"``) while the book builds.
+BUILT_BOOK = {"test_book_browser.py", "test_api_reference.py"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in BUILT_BOOK:
+            item.add_marker("built_book")

@@ -80,6 +80,18 @@ def heldout_params():
     return toy_object_params(16, 0, start=10**6)
 
 
+@pytest.fixture(scope="module")
+def heldout_renders():
+    """64 held-out objects from every bin (the model card's reference set), rendered once for the module."""
+    return toy_objects(64, 0, start=10**6)
+
+
+@pytest.fixture(scope="module")
+def other_heldout_renders():
+    """64 further held-out objects (none of them in ``heldout_renders``), rendered once for the module."""
+    return toy_objects(64, 0, start=10**6 + 100)
+
+
 def test_azimuth_net_and_janus_on_data_and_two_faced_objects(heldout_params):
     """The shipped classifier gets the bin of every held-out view right; the same objects with their front
     mirrored onto their back (two faces) are all flagged Janus, at the back and near-back views."""
@@ -103,11 +115,11 @@ def test_azimuth_net_and_janus_on_data_and_two_faced_objects(heldout_params):
         janus(x, range(8), threshold=0)
 
 
-def test_per_azimuth_kid_sees_the_two_faces(heldout_params):
+def test_per_azimuth_kid_sees_the_two_faces(heldout_params, other_heldout_renders):
     from diffrep_lite.consistency import per_azimuth_kid, two_faced
 
     nerf = data.object_renderer()
-    ref = toy_objects(64, 0, start=10**6 + 100)
+    ref = other_heldout_renders
     with torch.no_grad():
         x = nerf.render(heldout_params).clamp(-1, 1)
         y = nerf.render(two_faced(heldout_params)).clamp(-1, 1)
@@ -156,22 +168,30 @@ def test_objects_prior_loads_offline_with_the_sd_schedule():
 ACC_MIN, WITHIN1_MIN, KID_MAX = 0.95, 0.98, 0.1
 
 
-def test_objects_model_samples_show_the_requested_azimuth():
+@pytest.fixture(scope="module")
+def objects_samples():
+    """25-step DDIM samples of the shipped model, 8 per azimuth bin, seed 0, CFG 3, with ``eta`` 0 (the
+    deterministic sampler, the default) and 1 (fresh noise at every step): ``(cond, {eta: [64, 3, 16, 16]})``."""
+    from diffrep_lite.priors import load_objects_prior
+
+    prior = load_objects_prior()
+    cond = torch.arange(OBJECT_BINS).repeat_interleave(8)
+    return cond, {eta: dl_sample("reference", prior, None, steps=25, n=len(cond), seed=0, cond=cond.tolist(),
+                                 guidance_scale=3.0, eta=eta, progress=False).x[:, 0] for eta in (0.0, 1.0)}
+
+
+def test_objects_model_samples_show_the_requested_azimuth(objects_samples, heldout_renders):
     """25-step DDIM samples of the shipped model (8 per azimuth bin, seed 0, CFG 3) are classified as the
     requested bin by the shipped azimuth classifier (trained on data renders only), and look like held-out
     renders to its features (pooled KID). The model card gives the 50-step figures."""
     from diffrep_lite.consistency import azimuth_features, circular_distance, predict_bins
     from diffrep_lite.metrics import kid
-    from diffrep_lite.priors import load_objects_prior
 
-    prior = load_objects_prior()
-    cond = torch.arange(OBJECT_BINS).repeat_interleave(8)
-    out = dl_sample("reference", prior, None, steps=25, n=len(cond), seed=0, cond=cond.tolist(), guidance_scale=3.0,
-                    progress=False)
-    pred = predict_bins(out.x[:, 0])
+    cond, samples = objects_samples
+    pred = predict_bins(samples[0.0])
     dist = circular_distance(pred, cond, OBJECT_BINS)
     acc, within1 = float((dist == 0).float().mean()), float((dist <= 1).float().mean())
-    k = kid(out.x[:, 0], toy_objects(64, 0, start=10**6).flatten(0, 1), features=azimuth_features())
+    k = kid(samples[0.0], heldout_renders.flatten(0, 1), features=azimuth_features())
     print(f"objects16: {acc:.0%} of samples at the requested bin, {within1:.0%} within one bin, KID {k:.3f}")
     assert acc >= ACC_MIN and within1 >= WITHIN1_MIN and k <= KID_MAX
 
@@ -181,23 +201,18 @@ def test_objects_model_samples_show_the_requested_azimuth():
 NOISY_MAX_ETA1, KID_MAX_ETA1 = 0.05, 0.02
 
 
-def test_objects_model_samples_are_clean_with_fresh_noise():
+def test_objects_model_samples_are_clean_with_fresh_noise(objects_samples, heldout_renders):
     """The shipped model's leftover pixel noise is the deterministic sampler's: sampled with eta = 1 (fresh noise at
     every step) the same model gives smooth renders (Laplacian energy within the held-out data's range) that the
     azimuth classifier's features cannot tell from held-out renders (KID at the estimator's noise)."""
     from diffrep_lite.consistency import azimuth_features, circular_distance, predict_bins
     from diffrep_lite.metrics import kid, laplacian_energy
-    from diffrep_lite.priors import load_objects_prior
 
-    prior = load_objects_prior()
-    held = toy_objects(64, 0, start=10**6).flatten(0, 1)
+    cond, samples = objects_samples
+    held = heldout_renders.flatten(0, 1)
     limit = laplacian_energy(held).max()
-    cond = torch.arange(OBJECT_BINS).repeat_interleave(8)
-    noisy = {}
-    for eta in (0.0, 1.0):
-        x = dl_sample("reference", prior, None, steps=25, n=len(cond), seed=0, cond=cond.tolist(), guidance_scale=3.0,
-                      eta=eta, progress=False).x[:, 0]
-        noisy[eta] = float((laplacian_energy(x) > limit).float().mean())
+    noisy = {eta: float((laplacian_energy(x) > limit).float().mean()) for eta, x in samples.items()}
+    x = samples[1.0]
     acc = float((circular_distance(predict_bins(x), cond, OBJECT_BINS) == 0).float().mean())
     k = kid(x, held, features=azimuth_features())
     print(f"objects16: noise-textured {noisy[0.0]:.0%} (eta 0), {noisy[1.0]:.0%} (eta 1); eta 1: {acc:.0%} at the "
@@ -223,12 +238,12 @@ def test_janus_up_to_rotation_forgives_a_turned_object_but_not_two_faces(heldout
     assert janus(y, range(OBJECT_BINS), up_to_rotation=True)["rate"] == 1.0
 
 
-def test_colour_diversity_is_about_one_on_data_and_zero_for_one_creature():
+def test_colour_diversity_is_about_one_on_data_and_zero_for_one_creature(other_heldout_renders):
     """The attribute head is standardised on the training objects, so held-out data score about 1; copies of one
     creature (the mode collapse of a mode-seeking sampler) score exactly 0."""
     from diffrep_lite.consistency import colour_diversity
 
-    x = toy_objects(64, 0, start=10**6 + 100)
+    x = other_heldout_renders
     assert 0.85 < colour_diversity(x) < 1.1  # measured 0.954 (0.948 on the six sampled bins alone)
     assert colour_diversity(x[:1].expand(5, -1, -1, -1, -1)) == 0.0
     with pytest.raises(ValueError, match="B >= 2"):
