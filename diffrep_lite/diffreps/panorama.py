@@ -28,7 +28,20 @@ from .siren import Siren, _centres
 __all__ = ["MultiView", "Crops", "Panorama", "SirenPanorama"]
 
 
-class MultiView(Diffrep):
+class _Views(Diffrep):
+    """A diffrep whose parameters are those of an inner diffrep (:meth:`inner`), seen through several views."""
+
+    def inner(self) -> Diffrep:
+        raise NotImplementedError
+
+    def param_shapes(self):
+        return self.inner().param_shapes()
+
+    def init_params(self, n, *, generator=None, dtype=torch.float32, device="cpu"):
+        return self.inner().init_params(n, generator=generator, dtype=dtype, device=device)
+
+
+class MultiView(_Views):
     """Any diffrep seen through several views: ``view_v = view_fns[v](scene)``.
 
     Args:
@@ -56,11 +69,8 @@ class MultiView(Diffrep):
                 view_shape = tuple(view_fns[0](base.render(base.init_params(1))[:, 0]).shape[1:])
         self.view_shape = tuple(view_shape)
 
-    def param_shapes(self):
-        return self.base.param_shapes()
-
-    def init_params(self, n, *, generator=None, dtype=torch.float32, device="cpu"):
-        return self.base.init_params(n, generator=generator, dtype=dtype, device=device)
+    def inner(self) -> Diffrep:
+        return self.base
 
     def render_scene(self, params) -> torch.Tensor:
         """The base diffrep's scene ``[B, *scene]``."""
@@ -74,7 +84,7 @@ class MultiView(Diffrep):
         return None if self._conds is None else [self._conds[v] for v in _select(self.n_views, views)]
 
 
-class Panorama(Diffrep):
+class Panorama(_Views):
     """A canvas diffrep (one ``[C, H, W]`` view) seen through overlapping :class:`Crops`.
 
     Args:
@@ -113,11 +123,8 @@ class Panorama(Diffrep):
     def wrap(self) -> bool:
         return self.crops.wrap
 
-    def param_shapes(self):
-        return self.canvas.param_shapes()
-
-    def init_params(self, n, *, generator=None, dtype=torch.float32, device="cpu"):
-        return self.canvas.init_params(n, generator=generator, dtype=dtype, device=device)
+    def inner(self) -> Diffrep:
+        return self.canvas
 
     def render_canvas(self, params) -> torch.Tensor:
         """The whole canvas ``[B, C, H, W]``."""

@@ -236,8 +236,8 @@ def run(s: Setup, sampler, steps: int, *, progress: bool = True, callback=None, 
         for block in rp.blocks(steps, start):
             saved = state
             for u in range(rp.iters):
-                if u and step.restart_repeats:
-                    state = saved
+                if u and step.restart_repeats:  # the block's saved theta, with the noise the jump re-drew
+                    state = replace(saved, eps=state.eps)
                 for i in block:
                     where = f"{'level' if step.tracks_noise else 'step'} {i}" + (f" (RePaint repeat {u + 1} of {rp.iters})" if rp.iters > 1 else "")
                     state, sig, ev = step(s, state, i, float(sigmas[i]), float(sigmas[i + 1]), repeat=u)
