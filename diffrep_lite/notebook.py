@@ -14,11 +14,13 @@ def glue(name: str, value, display: bool = False) -> None:
 
     Args:
         name: the key the book quotes (letters, digits and underscores).
-        value: a number, a string or any displayable object (an ``IPython.display.HTML`` image for the gallery).
+        value: a number (numpy and torch scalars become Python numbers), a string or any displayable object (an ``IPython.display.HTML`` image for the gallery).
         display: also show the value in the cell's output (default False: the prose quotes it).
     """
     if not isinstance(name, str) or not name.replace("_", "").isalnum():
         raise ValueError(f"name must be letters, digits and underscores, got {name!r}")
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()  # numpy / torch scalars -> Python numbers, whose text the book can format ("0.25")
     try:
         from myst_nb import glue as _glue
     except ImportError:  # outside the book build there is nothing to paste into
