@@ -1,8 +1,9 @@
 """Helpers for the book's notebooks.
 
 :func:`glue` stores a value computed in a notebook under a name, so that the notebook's prose (and the book's
-front page) can quote it with myst-nb's ``{glue:text}`name:.3f``` role: a number in the text is then always the
-number the run printed. Outside a book build (Colab, plain Jupyter, papermill without myst-nb) it does nothing.
+front page) can quote it with myst-nb's ``glue:text`` role (for example with the format ``.3f``): a number in the
+text is then always the number the run printed. Outside a book build (Colab, plain Jupyter, papermill without
+myst-nb) it does nothing.
 """
 from __future__ import annotations
 
