@@ -198,10 +198,11 @@ def plot(doc, path):
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     names = [k for k in ("siren", "nerf") if k in doc]
-    fig, axes = plt.subplots(1, len(names), figsize=(6.4 * len(names), 5.3), squeeze=False)
+    # one panel per row, drawn at the book column's width (about 750 px at 100 dpi), so no text is shrunk
+    fig, axes = plt.subplots(len(names), 1, figsize=(7.5, 6.6 * len(names)), squeeze=False)
     colors = {"sjc": "tab:orange", "sds": "tab:green", "sdi": "tab:red"}
     markers = {1: "v", 2: "s", 3: "^", 4: "o", 6: "D", 8: "P"}
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[:, 0], names):
         res = doc[name]
         low = res["lower_is_better"]
         ddr = [r for r in res["runs"] if r["method"] == "ddr"]
@@ -219,14 +220,14 @@ def plot(doc, path):
         ax.plot([r["seconds"] for r in front], [r["quality"] for r in front], color="tab:blue", lw=1, zorder=2,
                 label="DDR's best at each time (levels x fits x CG" + (", or exact)" if both else ")"))
         for r in front:
-            ax.annotate(setting_text(r, short=True), (r["seconds"], r["quality"]), fontsize=6,
+            ax.annotate(setting_text(r, short=True), (r["seconds"], r["quality"]), fontsize=8,
                         xytext=(3, 3), textcoords="offset points", color="tab:blue")
         for m in PEERS:
             pts = sorted((r for r in res["runs"] if r["method"] == m), key=lambda r: r["steps"])
             ax.plot([r["seconds"] for r in pts], [r["quality"] for r in pts], "-o", ms=3, color=colors[m],
                     label=f"{m.upper()} (steps)", zorder=2)
             for r in pts:
-                ax.annotate(str(r["steps"]), (r["seconds"], r["quality"]), fontsize=6, xytext=(3, -8),
+                ax.annotate(str(r["steps"]), (r["seconds"], r["quality"]), fontsize=8, xytext=(3, -10),
                             textcoords="offset points", color=colors[m])
         if "reference_kid_floor" in res:
             ax.axhline(res["reference_kid_floor"], color="k", lw=0.6, ls=":", label="the model's own samples")
@@ -238,19 +239,19 @@ def plot(doc, path):
         rtxt = "not reached" if ratio is None else ("<= " if s.get("ratio_is_upper_bound") else "") + f"{ratio:.2f}"
         ax.set_title(("SIREN digits at CFG 3: KID to the model's samples" if name == "siren"
                       else "3-D toy: PSNR of held-out cameras") + f"\nDDR time / best peer's time to its quality: {rtxt}",
-                     fontsize=9)
+                     fontsize=10)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("wall-clock seconds (1 CPU thread)")
         ax.set_ylabel(res["quality"])
-        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
+        ax.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"time to quality ({doc['mode']} run, {doc['date']})", fontsize=10)
+    fig.suptitle(f"time to quality ({doc['mode']} run, {doc['date']})", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=100)
 
 
 def setting_text(r, short=False):

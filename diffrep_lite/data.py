@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 __all__ = ["load_digits16", "upsample_digits", "digits_split", "object_cameras", "toy_object_params",
            "object_renderer", "toy_objects", "objects_split", "blob_scenes",
-           "toy_object_attributes", "OBJECT_ATTRIBUTES"]
+           "toy_object_attributes", "OBJECT_ATTRIBUTES", "SAMPLE_PHOTOS", "load_photo", "image_patches"]
 
 
 def upsample_digits(images, size: int = 16) -> torch.Tensor:
@@ -266,3 +266,52 @@ def blob_scenes(k: int, grid: int, *, n_blobs: int = 3, channels: int = 3, bbox_
         dens.append(inverse_softplus(sigma.clamp_min(1e-4)) - density_shift)
         feats.append(col.permute(3, 0, 1, 2))
     return {"density": torch.stack(dens)[:, None].to(dtype), "features": torch.stack(feats).to(dtype)}
+
+
+# ----------------------------------------------------------------------------------------------- photo patches
+#: scikit-learn's bundled photographs (427 x 640 RGB each), the offline natural images of the panorama demo.
+SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")
+
+
+def load_photo(name: str = "china.jpg", factor: int = 4) -> torch.Tensor:
+    """One of scikit-learn's bundled photographs, shrunk by an integer ``factor`` (average pooling), as
+    ``[3, H, W]`` float32 in ``[-1, 1]`` (``china.jpg`` with ``factor=4``: 106 x 160).
+
+    Args:
+        name: one of :data:`SAMPLE_PHOTOS`.
+        factor: integer downsampling factor (>= 1); each output pixel is the mean of a ``factor x factor`` block.
+
+    Raises:
+        ValueError: ``name`` or ``factor`` out of range.
+        ImportError: scikit-learn is not installed.
+    """
+    if name not in SAMPLE_PHOTOS:
+        raise ValueError(f"name must be one of {list(SAMPLE_PHOTOS)}, got {name!r}")
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be an int >= 1, got {factor!r}")
+    try:
+        from sklearn.datasets import load_sample_image
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("load_photo needs scikit-learn: pip install scikit-learn") from e
+    x = torch.tensor(load_sample_image(name), dtype=torch.float32).permute(2, 0, 1)[None] / 127.5 - 1.0
+    return F.avg_pool2d(x, factor)[0]
+
+
+def image_patches(image: torch.Tensor, size: int = 16, stride: int = 4) -> torch.Tensor:
+    """Every ``size x size`` patch of ``image`` ``[C, H, W]`` whose corner lies on a ``stride`` grid, as
+    ``[N, C, size, size]`` (row-major: ``N = (1 + (H - size) // stride) * (1 + (W - size) // stride)``).
+
+    Raises:
+        ValueError: ``image`` not ``[C, H, W]``, or ``size`` / ``stride`` not positive ints with ``size <= H, W``.
+    """
+    image = torch.as_tensor(image)
+    if image.ndim != 3:
+        raise ValueError(f"image must be [C, H, W], got shape {list(image.shape)}")
+    C, H, W = image.shape
+    for name, v in (("size", size), ("stride", stride)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    if size > min(H, W):
+        raise ValueError(f"size must be <= the image's height and width ({H}, {W}), got {size}")
+    p = image.unfold(1, size, stride).unfold(2, size, stride)  # [C, nh, nw, size, size]
+    return p.permute(1, 2, 0, 3, 4).reshape(-1, C, size, size).contiguous()

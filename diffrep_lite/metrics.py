@@ -30,6 +30,11 @@ line with no noise at all. :func:`second_variation` sums absolute *second* diffe
 smooth stroke keeps small and pixel noise makes large; ``noise_textured_fraction(..., measure="second")``
 flags samples above the real digits' 99th percentile of it (the "static" figure of the quality report).
 
+**Panoramas** (a canvas against the patches its prior was built from): :func:`nearest_patch_distance` is the
+RMS distance of every window of the canvas to its nearest patch (0 when every window is a patch);
+:func:`window_seam_score` snaps each of the sampler's overlapping windows to its nearest patch and measures how
+much neighbouring windows' patches disagree on the columns they share (0 when they agree, as crops of one image do).
+
 **Accuracy**: :func:`heldout_digit_classifier` is an RBF support-vector classifier trained on the held-out
 20 % of the digits (:func:`diffrep_lite.data.digits_split`), so it never saw the images the shipped
 diffusion model was trained on (its accuracy on the training split is in the ``digits16`` model card).
@@ -45,7 +50,8 @@ from torch import nn
 
 __all__ = ["polynomial_kernel", "mmd2_unbiased", "kid", "kid_subsets", "diversity", "total_variation", "laplacian_energy",
            "second_variation", "noise_textured_fraction", "heldout_digit_classifier", "digits_quality", "digits_kid_floor", "DigitsFeatureNet", "digits_features",
-           "inception_features", "get_features", "psnr", "SmallConvNet"]
+           "inception_features", "get_features", "psnr", "SmallConvNet",
+           "nearest_patch_distance", "window_seam_score"]
 
 
 # --------------------------------------------------------------------------- kernel and MMD
@@ -162,6 +168,73 @@ def laplacian_energy(x) -> torch.Tensor:
         raise ValueError(f"x must be images [N, C, H, W], got shape {list(x.shape)}")
     lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
     return lap.abs().mean((1, 2, 3))
+
+
+def _check_canvas_patches(canvas, patches):
+    canvas = torch.as_tensor(canvas).detach().to("cpu", torch.float32)
+    patches = torch.as_tensor(patches).detach().to("cpu", torch.float32)
+    if canvas.ndim != 4 or patches.ndim != 4 or canvas.shape[1] != patches.shape[1]:
+        raise ValueError(f"canvas must be [B, C, H, W] and patches [N, C, h, w] with the same C, got "
+                         f"{list(canvas.shape)} and {list(patches.shape)}")
+    if patches.shape[2] > canvas.shape[2] or patches.shape[3] > canvas.shape[3]:
+        raise ValueError(f"patches ({patches.shape[2]} x {patches.shape[3]}) must fit in the canvas "
+                         f"({canvas.shape[2]} x {canvas.shape[3]})")
+    return canvas, patches
+
+
+def _nearest_rms(windows, patches):
+    """RMS (per entry) distance of each row of ``windows`` ``[M, D]`` to its nearest row of ``patches`` ``[N, D]``,
+    and that row's index."""
+    d = torch.cdist(windows[None], patches.reshape(patches.shape[0], -1)[None],
+                    compute_mode="donot_use_mm_for_euclid_dist")[0]
+    best, idx = d.min(1)
+    return best / windows.shape[1] ** 0.5, idx
+
+
+def nearest_patch_distance(canvas, patches, stride: int = 4) -> torch.Tensor:
+    """Mean over the windows of ``canvas`` of the RMS distance to the nearest of ``patches``, a ``[B]`` tensor.
+
+    Args:
+        canvas: ``[B, C, H, W]`` canvases.
+        patches: ``[N, C, h, w]`` the patch set (e.g. :func:`diffrep_lite.data.image_patches` of a photo).
+        stride: step (pixels, >= 1) between the ``h x w`` windows, along both axes; windows that straddle the
+            sampler's own view boundaries are counted too, so a blend of two patches scores badly.
+    """
+    canvas, patches = _check_canvas_patches(canvas, patches)
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    B, C = canvas.shape[:2]
+    h, w = patches.shape[2:]
+    win = canvas.unfold(2, h, stride).unfold(3, w, stride)  # [B, C, nh, nw, h, w]
+    nh, nw = win.shape[2:4]
+    win = win.permute(0, 2, 3, 1, 4, 5).reshape(B * nh * nw, -1)
+    return _nearest_rms(win, patches)[0].reshape(B, -1).mean(1)
+
+
+def window_seam_score(canvas, patches, view_stride: int) -> torch.Tensor:
+    """How much overlapping windows of a panorama disagree, a ``[B]`` tensor.
+
+    The windows are the ``h x w`` crops at column offsets ``0, view_stride, 2 view_stride, ...`` (the views of a
+    :class:`~diffrep_lite.diffreps.Panorama` with that stride; the canvas is as tall as a patch). Each is
+    replaced by its nearest patch; the score is the mean over neighbouring windows of the RMS difference of their
+    two patches on the ``w - view_stride`` columns they share. Crops of one image score 0; windows that each
+    resemble a different patch and are blended where they overlap score high.
+    """
+    canvas, patches = _check_canvas_patches(canvas, patches)
+    h, w = patches.shape[2:]
+    if canvas.shape[2] != h:
+        raise ValueError(f"canvas must be as tall as a patch ({h}), got height {canvas.shape[2]}")
+    if isinstance(view_stride, bool) or not isinstance(view_stride, int) or not 1 <= view_stride < w:
+        raise ValueError(f"view_stride must be an int in [1, {w - 1}], got {view_stride!r}")
+    B, C = canvas.shape[:2]
+    win = canvas.unfold(3, w, view_stride)  # [B, C, h, V, w]
+    V = win.shape[3]
+    if V < 2:
+        raise ValueError(f"the canvas (width {canvas.shape[3]}) holds fewer than two windows at stride {view_stride}")
+    win = win.permute(0, 3, 1, 2, 4).reshape(B * V, -1)
+    nearest = patches[_nearest_rms(win, patches)[1]].reshape(B, V, C, h, w)
+    shared = nearest[:, :-1, ..., view_stride:] - nearest[:, 1:, ..., : w - view_stride]
+    return shared.pow(2).mean((2, 3, 4)).sqrt().mean(1)
 
 
 _ROUGHNESS = {"tv": total_variation, "second": second_variation}

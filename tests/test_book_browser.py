@@ -572,3 +572,108 @@ def test_nothing_overflows_a_phone_screen(browser):
             failures.append(f"{page.relative_to(HTML)}: page {r['innerWidth']} px wide; "
                             + "; ".join(r["overflowing"][:6]))
     assert not failures, "wider than a phone screen:\n" + "\n".join(failures)
+
+
+# --------------------------------------------------------------------------- readable at desktop width
+def _all_pages() -> list[Path]:
+    return [HTML / p for p in toc_files()]
+
+
+#: Matplotlib figures are saved at 100 dpi, so 10-point text is about 14 px in the PNG; shown at 0.65 of its size or
+#: more it stays >= 9 px on screen. Pixel renders (the gallery, turntables) must never be shrunk.
+MIN_FIGURE_SCALE = 0.65
+
+FIGURE_SIZES = """(() => {
+  const out = [];
+  for (const img of document.querySelectorAll(".bd-article img")) {
+    const r = img.getBoundingClientRect();
+    if (!img.naturalWidth || r.width === 0) continue;
+    out.push({src: (img.getAttribute("src") || "").slice(0, 60), alt: img.alt || "",
+              natural: img.naturalWidth, shown: r.width,
+              pixels: img.classList.contains("diffrep-gallery-pixels")});
+  }
+  return out;
+})()"""
+
+
+def test_figures_are_shown_large_enough_to_read_at_1300px(browser):
+    """On every page at 1300 px, no figure is shown below MIN_FIGURE_SCALE of its natural width (its text would fall
+    under 9 px), and no pixel render of the gallery is shown below its natural size."""
+    problems = []
+    for page in _all_pages():
+        browser.open(page, 1300, 1000)
+        for f in browser.evaluate(FIGURE_SIZES):
+            scale = f["shown"] / f["natural"]
+            need = 1.0 if f["pixels"] else MIN_FIGURE_SCALE
+            if f["natural"] >= 64 and scale < need - 1e-3:
+                problems.append(f"{page.relative_to(HTML)}: {f['alt'] or f['src']!r} {f['natural']} px shown at "
+                                f"{f['shown']:.0f} px (scale {scale:.2f} < {need})")
+    assert not problems, "figures shrunk below a readable size:\n" + "\n".join(problems)
+
+
+# Blocks of the article whose content is wider than the block (cut, or hidden behind a scroll bar) at this width.
+COLUMN_OVERFLOW = """(() => {
+  const bad = [];
+  const sel = ".bd-article div.math, .bd-article mjx-container[display='true'], .bd-article pre, .bd-article table";
+  for (const el of document.querySelectorAll(sel)) {
+    if (el.closest("mjx-assistive-mml")) continue;
+    const over = el.scrollWidth - el.clientWidth;
+    if (el.clientWidth > 0 && over > 2)
+      bad.push(el.tagName.toLowerCase() + " [" + (el.textContent || "").trim().replace(/\\s+/g, " ").slice(0, 50)
+               + "] " + over + " px too wide");
+  }
+  return bad;
+})()"""
+
+
+def test_no_equation_code_or_table_is_cut_at_1300px(browser):
+    """At 1300 px every display equation, code block, printed output and table fits its column whole."""
+    failures = []
+    for page in _all_pages():
+        browser.open(page, 1300, 1000)
+        bad = browser.evaluate(COLUMN_OVERFLOW)
+        if bad:
+            failures.append(f"{page.relative_to(HTML)}: " + "; ".join(bad[:5]))
+    assert not failures, "wider than the column at 1300 px:\n" + "\n".join(failures)
+
+
+def test_no_console_errors_and_no_request_leaves_the_book(browser):
+    """Every page loads with no JavaScript error or console error, and requests nothing but files of the book
+    (no CDN: scripts, fonts, images and widgets are all served with it)."""
+    browser._call("Runtime.enable", page=True)
+    browser._call("Log.enable", page=True)
+    browser._call("Network.enable", page=True)
+    problems = []
+    try:
+        for page in _all_pages():
+            browser.open(page, 1300, 1000)
+            browser.evaluate("new Promise(r => setTimeout(() => r(null), 300))")  # late scripts
+            for m in browser._events:
+                method, p = m.get("method", ""), m.get("params", {})
+                if method == "Runtime.exceptionThrown":
+                    d = p.get("exceptionDetails", {})
+                    problems.append(f"{page.name}: exception {d.get('exception', {}).get('description', d.get('text'))}")
+                elif method == "Runtime.consoleAPICalled" and p.get("type") == "error":
+                    problems.append(f"{page.name}: console.error " + " ".join(str(a.get("value", a.get("description", "")))
+                                                                             for a in p.get("args", [])))
+                elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                    problems.append(f"{page.name}: {p['entry'].get('text', '')} {p['entry'].get('url', '')}")
+                elif method == "Network.requestWillBeSent":
+                    url = p.get("request", {}).get("url", "")
+                    if not url.startswith(("file:", "data:", "about:", "blob:")):
+                        problems.append(f"{page.name}: request to {url}")
+    finally:
+        for domain in ("Network", "Log", "Runtime"):
+            browser._call(f"{domain}.disable", page=True)
+    assert not problems, "console errors or requests outside the book:\n" + "\n".join(dict.fromkeys(problems))
+
+
+@pytest.mark.parametrize("width,height", [(1300, 2200), (400, 2600)])
+def test_screenshots_of_every_page(browser, width, height):
+    """test-artifacts/all_w<width>_<page>.png for every page of the book (the guides, reference and theory too)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for page in _all_pages():
+        name = str(page.relative_to(HTML).with_suffix("")).replace("/", "_")
+        browser.open(page, width, height)
+        browser.screenshot(ARTIFACTS / f"all_w{width}_{name}.png")
+        assert (ARTIFACTS / f"all_w{width}_{name}.png").stat().st_size > 1000

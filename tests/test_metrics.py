@@ -105,3 +105,36 @@ def test_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchmetrics.image.fid", None)
     with pytest.raises(ImportError, match="pip install torchmetrics"):
         metrics.inception_features()
+
+
+def test_panorama_patch_metrics_exact_answers():
+    """A strip of the photo the patches came from scores 0 on both measures; a constant shift by 0.1 of every
+    pixel is 0.1 from the nearest patch (the same one); two different patches side by side disagree on their
+    shared columns by exactly their RMS difference there."""
+    from diffrep_lite.data import image_patches, load_photo
+
+    img = load_photo("china.jpg", 4)
+    assert tuple(img.shape) == (3, 106, 160) and float(img.min()) >= -1 and float(img.max()) <= 1
+    P = image_patches(img, 16, 4)
+    assert tuple(P.shape) == (23 * 37, 3, 16, 16)
+    assert torch.equal(P[37 * 2 + 5], img[:, 8:24, 20:36])       # row 2, column 5 of the patch grid
+    strip = img[None, :, 40:56, :128]
+    assert float(metrics.nearest_patch_distance(strip, P, stride=4)[0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(metrics.window_seam_score(strip, P, view_stride=8)[0]) == pytest.approx(0.0, abs=1e-6)
+    # a tiny shift keeps every window nearest to its own patch: the distance is the shift
+    assert float(metrics.nearest_patch_distance(strip + 0.01, P, stride=8)[0]) == pytest.approx(0.01, abs=1e-5)
+    # two patches side by side, windows at stride 8: window 1 straddles them, but the score compares the two
+    # nearest patches of neighbouring windows on their 8 shared columns
+    a, b = P[0], P[300]
+    can = torch.cat([a, b], 2)[None]                                     # [1, 3, 16, 32]: windows at 0, 8, 16
+    idx = metrics._nearest_rms(torch.stack([can[0, :, :, o:o + 16].reshape(-1) for o in (0, 8, 16)]), P)[1]
+    na, nm, nb = P[idx]
+    want = ((na[..., 8:] - nm[..., :8]).pow(2).mean().sqrt() + (nm[..., 8:] - nb[..., :8]).pow(2).mean().sqrt()) / 2
+    assert idx[0] == 0 and idx[2] == 300
+    assert float(metrics.window_seam_score(can, P, 8)[0]) == pytest.approx(float(want), rel=1e-6)
+    with pytest.raises(ValueError, match="view_stride"):
+        metrics.window_seam_score(strip, P, 16)
+    with pytest.raises(ValueError, match="stride"):
+        metrics.nearest_patch_distance(strip, P, 0)
+    with pytest.raises(ValueError, match="name must be one of"):
+        load_photo("moon.jpg")

@@ -283,8 +283,21 @@ def _page_tags(app, config):
             app.tags.add(f"has_{page}")
 
 
+def drop_thebe_scripts(app, pagename, templatename, context, doctree):
+    """Leave sphinx-thebe's scripts out of every page. The book launches notebooks on Colab, not with Thebe; Thebe's
+    inline config declares ``const THEBE_JS_URL`` once per registration (twice in a full build: a SyntaxError in
+    every page's console) and points at a CDN the offline book cannot reach."""
+    files = context.get("script_files")
+    if files:
+        def is_thebe(js):
+            body = str(getattr(js, "attributes", {}).get("body", ""))
+            return "thebe" in str(getattr(js, "filename", js) or "") or "THEBE_JS_URL" in body
+        context["script_files"] = [js for js in files if not is_thebe(js)]
+
+
 def setup(app):
     app.connect("config-inited", _page_tags)
+    app.connect("html-page-context", drop_thebe_scripts)
     app.connect("missing-reference", resolve_short_python_names)
     app.add_directive("diffrep-api", DiffrepApiDirective)
     app.add_role("nb", nb_role)
