@@ -33,7 +33,7 @@ def bench(n_views: int, *, height: int, view_width: int, stride: int, steps: int
         torch.cuda.reset_peak_memory_stats()
     rss0 = harness.peak_rss_mb()
     t0 = time.perf_counter()
-    out = sample("ddr", prior, rep, steps=steps, n=n, seed=0, repaint_iters=repaint, eta=0.5,
+    out = sample("ddr", prior, rep, steps=steps, n=n, seed=0, repaint_iters=repaint, jump_eta=0.5,
                  solver="cg", solver_iters=solver_iters, progress=False)
     if device.startswith("cuda"):
         torch.cuda.synchronize()

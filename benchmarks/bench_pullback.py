@@ -292,7 +292,7 @@ def run_nerf_ddr(iters=4):
     out = {}
     for pre in (None, "jacobi"):
         t0 = time.perf_counter()
-        res = dl.sample("ddr", prior, nerf, steps=20, n=4, seed=0, repaint_iters=2, eta=1.0, solver_iters=iters,
+        res = dl.sample("ddr", prior, nerf, steps=20, n=4, seed=0, repaint_iters=2, jump_eta=1.0, solver_iters=iters,
                         preconditioner=pre, progress=False)
         sec = time.perf_counter() - t0
         with torch.no_grad():

@@ -30,7 +30,7 @@ from diffrep_lite.diffreps import SirenImage
 from . import harness
 
 CFG, LABEL, N = 3.0, 3, 16
-RUNS = {"ddr": dict(steps=30, solver="cg", solver_iters=4, fit_iters=6),
+RUNS = {"ddr": dict(steps=30, **dl.presets.DDR_PRESETS["neural_field"]),
         "sjc": dict(steps=30, lr=1e-3, optimizer="adamax"), "sds": dict(steps=30, lr=3e-3),
         "reference": dict(steps=30)}
 SOLVER_RUNS = {"cg_6x4": RUNS["ddr"], **{f"kernel_{f}": dict(steps=30, solver="kernel", fit_iters=f)

@@ -6,10 +6,10 @@ renders 16x16 views from the azimuth bins ``--bins`` (default 0, 1, 2, 4, 5, 6; 
 each view is conditioned on its own bin, with classifier-free guidance ``--cfg``. Every method gets the same
 number of prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
 
-* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, eta 1, jump ``--jump``, ``step_eta`` =
+* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, jump_eta 1, jump ``--jump``, ``eta`` =
   ``--step-eta``; CG pull-back) and
   ``view_noise="shared"``: the views' noises share their per-channel mean (``VoxelNeRF.shared_noise``);
-* ``ddr_stochastic``: ``ddr`` with ``step_eta = 1`` (fresh noise in every level's step, DDPM-like);
+* ``ddr_stochastic``: ``ddr`` with ``eta = 1`` (fresh noise in every level's step, DDPM-like);
 * ``ddr_fits``: ``ddr`` with 3 Gauss-Newton fits of 4 CG iterations per level (the SIREN study's best) instead of
   ``--fit-iters`` fits (default 1) of ``--solver-iters`` (no extra prior evaluations);
 * ``ddr_independent``: the same with independent noise per view (the paper's setting);
@@ -55,18 +55,18 @@ def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_it
     import diffrep_lite as dl
 
     budget = steps * repaint
-    repaint_kw = dict(steps=steps, repaint_iters=repaint, jump=jump, eta=1.0, solver_iters=solver_iters,
-                      fit_iters=fit_iters, step_eta=step_eta)
+    repaint_kw = dict(steps=steps, repaint_iters=repaint, jump=jump, jump_eta=1.0, solver_iters=solver_iters,
+                      fit_iters=fit_iters, eta=step_eta)
     if method == "ddr":
         kw = dict(repaint_kw, view_noise="shared")
     elif method == "ddr_stochastic":
-        kw = dict(repaint_kw, view_noise="shared", step_eta=1.0)
+        kw = dict(repaint_kw, view_noise="shared", eta=1.0)
     elif method == "ddr_fits":
         kw = dict(repaint_kw, view_noise="shared", fit_iters=3, solver_iters=4)
     elif method == "ddr_independent":
         kw = repaint_kw
     elif method == "ddr_no_repaint":
-        kw = dict(steps=budget, solver_iters=solver_iters, fit_iters=fit_iters, view_noise="shared", step_eta=step_eta)
+        kw = dict(steps=budget, solver_iters=solver_iters, fit_iters=fit_iters, view_noise="shared", eta=step_eta)
     else:
         kw = dict(steps=budget, lr=lr)
     t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def main(argv=None):
     ap.add_argument("--repaint", type=int, default=4)
     ap.add_argument("--jump", type=int, default=1, help="DDR's RePaint jump length (levels)")
     ap.add_argument("--step-eta", type=float, default=0.0,
-                    help="DDR's step_eta (DDIM's eta for every level's step; 0: the deterministic flow)")
+                    help="DDR's eta (DDIM's eta for every level's step; 0: the deterministic flow)")
     ap.add_argument("--solver-iters", type=int, default=8, help="DDR's CG iterations per pull-back")
     ap.add_argument("--fit-iters", type=int, default=1,
                     help="DDR's Gauss-Newton fits per level (each one pull-back; no extra prior evaluations)")

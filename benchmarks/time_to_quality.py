@@ -53,7 +53,7 @@ QUICK = {
 #: (``benchmarks/results/peers_sweep_siren.json``), on the toy notebook 05's.
 SIREN_KW = {"ddr": dict(solver="cg"), "sjc": dict(lr=1e-3, optimizer="adamax"), "sds": dict(lr=3e-3, t_range=[0.02, 0.98]),
             "sdi": dict(lr=1e-3, inversion_steps=1, t_range=[0.2, 0.98], inversion_guidance_scale=None)}
-NERF_KW = {"ddr": dict(solver="cg", repaint_iters=2, eta=1.0), "sjc": dict(lr=0.05), "sds": dict(lr=0.05),
+NERF_KW = {"ddr": dict(solver="cg", repaint_iters=2, jump_eta=1.0), "sjc": dict(lr=0.05), "sds": dict(lr=0.05),
            "sdi": dict(lr=0.05, inversion_steps=3)}
 PEERS = ("sjc", "sds", "sdi")
 

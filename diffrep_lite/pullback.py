@@ -194,8 +194,7 @@ class KroneckerPreconditioner:
 def hutchinson_diagonal(render: Callable, params: Params, probes: int = 16,
                         generator: torch.Generator | None = None) -> Params:
     """Hutchinson's estimate of ``diag(J^T J)`` per sample: ``mean_j (J^T z_j)^2`` over ``probes`` Rademacher
-    vectors ``z_j`` (``probes`` vjps, one after another: ``vmap`` over them measured no faster on a SIREN and
-    slower on the voxel NeRF, ``benchmarks/bench_step_overhead.py``). Unbiased; exact for every probe when ``J``
+    vectors ``z_j`` (``probes`` vjps, one after another). Unbiased; exact for every probe when ``J``
     has one non-zero per row and column (e.g. a diagonal ``J``)."""
     params = {k: t.detach() for k, t in params.items()}
     out, vjp_fn = vjp(render, params)

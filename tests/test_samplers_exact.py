@@ -84,7 +84,7 @@ def test_identity_ddr_equals_reference_ddim(convention, kind, schedule, dtype):
 @pytest.mark.parametrize("eta", [0.5, 1.0])
 @pytest.mark.parametrize("kind", ["gaussian", "mixture"])
 def test_identity_ddr_step_eta_equals_reference_eta(kind, eta):
-    # DDR's step_eta is DDIM's eta: with the identity diffrep it draws the same fresh noise, in the same order,
+    # DDR's eta (formerly step_eta) is DDIM's eta: with the identity diffrep it draws the same fresh noise, in the same order,
     # as the reference sampler with that eta (scaled-linear schedule, float32; measured max difference ~1e-5).
     sch = Schedule.named("scaled_linear")
     if kind == "gaussian":
@@ -94,7 +94,7 @@ def test_identity_ddr_step_eta_equals_reference_eta(kind, eta):
                                 schedule=sch)
     kw = dict(steps=30, n=500, seed=11, progress=False)
     ref = dl.sample("reference", prior, Identity(3), eta=eta, **kw)
-    out = dl.sample("ddr", prior, Identity(3), step_eta=eta, **kw)
+    out = dl.sample("ddr", prior, Identity(3), eta=eta, **kw)
     det = dl.sample("ddr", prior, Identity(3), **kw)
     assert (out.x - ref.x).abs().max().item() < 1e-4
     assert (out.x - det.x).abs().max().item() > 0.1  # the fresh noise changes the samples
@@ -246,3 +246,12 @@ def test_nfe_counts_prior_calls():
     prior._eps = lambda x, s, c, g: (calls.append(x.shape[0]), orig(x, s, c, g))[1]
     out = dl.sample("ddr", prior, rep, steps=7, n=5, repaint_iters=3, seed=0, progress=False)
     assert out.nfe == 21 and len(calls) == 21 and set(calls) == {5}
+
+
+def test_deprecated_ddr_step_eta_still_means_eta():
+    """``step_eta`` is the old name of DDR's ``eta``: it warns and gives the same samples for one release."""
+    prior = Gaussian(mean=[0.5, -1.0, 2.0], cov=torch.diag(torch.tensor([0.3, 1.0, 0.1])), dtype=torch.float64)
+    kw = dict(steps=10, n=16, seed=3, progress=False)
+    with pytest.warns(DeprecationWarning, match="step_eta is now eta"):
+        old = dl.sample("ddr", prior, Identity(3), step_eta=0.5, **kw)
+    assert torch.equal(old.x, dl.sample("ddr", prior, Identity(3), eta=0.5, **kw).x)

@@ -149,7 +149,11 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
     if step_eta is not None:
         warnings.warn("ddr's step_eta is now eta (DDIM's stochasticity, as in the reference sampler); the RePaint "
                       "jump's is jump_eta", DeprecationWarning, stacklevel=2)
-        eta = check_real(step_eta, "step_eta", low=0.0, high=1.0)
+        if isinstance(step_eta, bool) or not isinstance(step_eta, (int, float)) or not 0.0 <= step_eta <= 1.0:
+            raise ValueError(f"step_eta (now eta) must be a float in [0, 1], got {step_eta!r}")
+        if step_eta and convention != "B":
+            raise ValueError(f"step_eta > 0 needs convention='B' (convention A holds eps), got {convention!r}")
+        eta = step_eta
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale, flags=dict(progress=progress, return_trace=return_trace))
     check_choice(convention, "convention", CONVENTIONS)
