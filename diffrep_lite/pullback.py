@@ -448,8 +448,8 @@ class Kernel(Solver):
 
     def check(self, diffrep) -> None:
         if not getattr(diffrep, "has_pixel_kernel", False):
-            raise ValueError(f"solver='kernel' needs a diffrep with a pixel kernel (a NeuralField of nn.Linear "
-                             f"layers); {type(diffrep).__name__} has none: use solver='cg'")
+            raise ValueError(f"solver='kernel' needs a NeuralField of nn.Linear layers (a diffrep with a pixel "
+                             f"kernel); {type(diffrep).__name__} has none: use solver='cg'")
 
     def __call__(self, render, params, v, *, diffrep=None, key=0):
         return kernel_solve(render, params, v, kernel=diffrep.pixel_kernel, damping=self.damping)

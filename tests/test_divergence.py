@@ -91,7 +91,7 @@ def test_checkpointed_ddr_keeps_its_last_finite_checkpoint(toy, tmp_path):
     kw = dict(n=2, seed=0, steps=10, solver_iters=3, progress=False)
     with pytest.raises(dl.DivergenceError, match=f"at level {first_bad} "):
         dl.sample("ddr", bad, rep, resume_from=ck, **kw)
-    with pytest.raises(ValueError, match="other settings.*prior: checkpoint NaNBelow"):
+    with pytest.raises(ValueError, match="other settings.*prior=NaNBelow"):
         dl.sample("ddr", prior, rep, resume_from=ck, **kw)
 
 

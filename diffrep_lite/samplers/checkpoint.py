@@ -115,7 +115,7 @@ class CheckpointPlan:
     @staticmethod
     def _read(path: Path) -> dict:
         if not path.is_file():
-            raise ValueError(f"resume_from={str(path)!r} is not a file")
+            raise ValueError(f"resume_from={str(path)!r} is not a checkpoint file (no such file)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 -- whatever the unpickler raises, the file is not ours
@@ -144,9 +144,9 @@ class CheckpointPlan:
         self._identity = self.identity(s, steps)
         if self._stored is not None:
             old = self._stored.get("identity", {})
-            diff = [f"{k}: checkpoint {old.get(k, '(absent)')}, this run {v}"
+            diff = [f"{k}={old.get(k, '(absent)')} in the checkpoint, {k}={v} in this run"
                     for k, v in self._identity.items() if old.get(k) != v]
-            diff += [f"{k}: checkpoint {v}, this run (absent)" for k, v in old.items() if k not in self._identity]
+            diff += [f"{k}={v} in the checkpoint, absent in this run" for k, v in old.items() if k not in self._identity]
             if diff:
                 raise ValueError(f"resume_from={str(self.resume_from)!r} was written by a run with other settings; "
                                  f"resume with the same ones. Differences: " + "; ".join(diff))
