@@ -58,11 +58,7 @@ class DDRStep(Step):
         self.solver, self.fits = solver, check_int(fits, "fit_iters")
         self.eta = check_real(eta, "eta", low=0.0, high=1.0)
         self.view_noise = check_choice(view_noise, "view_noise", VIEW_NOISE)
-        self._hint = solver.hint()
-
-    @property
-    def hint(self) -> str:
-        return self._hint
+        self.hint = solver.hint()
 
     def check(self, s) -> None:
         self.solver.check(s.diffrep)
@@ -70,9 +66,8 @@ class DDRStep(Step):
 
     def init(self, s) -> State:
         eps = self.draw_noise(s)  # noise first, then parameters: the reference sampler draws the same noise
-        params = s.params if s.params is None else {k: t.detach().clone() for k, t in s.params.items()}
-        if params is None:
-            params = s.diffrep.init_params(s.n, generator=s.generator, dtype=s.dtype, device=s.device)
+        params = (s.diffrep.init_params(s.n, generator=s.generator, dtype=s.dtype, device=s.device) if s.params is None
+                  else {k: t.detach().clone() for k, t in s.params.items()})
         with torch.no_grad():
             return State(x=s.diffrep.render(params), params=params, eps=eps)
 

@@ -148,8 +148,8 @@ class Step:
         return torch.randn(s.n, s.V, *s.prior.data_shape, generator=s.generator, dtype=s.dtype, device=s.device)
 
     def settings(self) -> dict:
-        """The step's settings, stored in checkpoints and compared on resume."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """The step's settings, stored in checkpoints and compared on resume (not its private state or hint)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "hint"}
 
 
 class RePaint:
