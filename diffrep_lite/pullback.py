@@ -404,7 +404,7 @@ def solve(render: Callable, params: Params, v: torch.Tensor, *, solver: str = "c
 class Solver:
     """A pull-back solver as a small object: ``solver(render, params, v, diffrep=..., key=...) -> d``.
 
-    Subclasses set ``name`` and take their options, validated, in ``__init__``; :meth:`hint` says which setting
+    Subclasses set ``name`` and take their options, validated, in ``__init__``; ``hint()`` says which setting
     to change when a run diverges; :meth:`check` rejects a diffrep the solver cannot serve before any work.
     """
 
@@ -417,6 +417,7 @@ class Solver:
         """Raise ValueError if the solver cannot run on ``diffrep`` (default: it can)."""
 
     def hint(self) -> str:
+        """The setting to change when a run with this solver diverges (for the error message)."""
         return f"an ill-conditioned pull-back: raise damping (now {self.settings().get('damping', 0.0):g})"
 
     def __call__(self, render: Callable, params: Params, v: torch.Tensor, *, diffrep=None, key: int = 0) -> Params:

@@ -1,8 +1,8 @@
 """One run loop for every sampler; a sampler is a *step*, RePaint is a wrapper around a step.
 
 The loop (:func:`run`) owns what every method shares: the order of the updates, the progress bar, the trace,
-the callback, the divergence guard and checkpoints. A method only says how to start (:meth:`Step.init`) and
-how to make one update (:meth:`Step.__call__`): DDR's step pulls one level of the PF-ODE back to the
+the callback, the divergence guard and checkpoints. A method only says how to start (``Step.init``) and
+how to make one update (``Step.__call__``): DDR's step pulls one level of the PF-ODE back to the
 parameters, the reference step is one DDIM step in image space, SJC's and SDS's steps are one optimiser step.
 
 State. ``x`` is the current render ``f(theta)`` ``[n, V, *shape]`` (for the reference sampler the clean
@@ -107,7 +107,7 @@ def forward_update(eps: torch.Tensor, c: float, generator=None, z: torch.Tensor 
 
 class Step:
     """A sampler's single update. Subclasses set ``name`` and ``hint`` (the setting to change when the update
-    diverges) and implement :meth:`init` and :meth:`__call__`.
+    diverges) and implement ``init`` and ``__call__``.
 
     ``tracks_noise``: the state carries ``eps`` (RePaint can wrap the step). ``restart_repeats``: a RePaint repeat
     restarts from the block's saved state instead of the current one (DDR's convention A, whose increments would
@@ -128,6 +128,7 @@ class Step:
         """Check the step against the prior and diffrep of a run (before any work); default: nothing."""
 
     def init(self, s: Setup) -> State:
+        """The run's first state (draw the noise first, then the parameters, from ``s.generator``)."""
         raise NotImplementedError
 
     def __call__(self, s: Setup, state: State, i: int, sigma: float, sigma_next: float,
@@ -142,7 +143,7 @@ class Step:
         return state.x
 
     def draw_noise(self, s: Setup) -> torch.Tensor:
-        """Standard normal noise for every view ``[n, V, *shape]``, drawn as :attr:`view_noise` says."""
+        """Standard normal noise for every view ``[n, V, *shape]``, drawn as ``view_noise`` says."""
         if self.view_noise == "shared":
             return s.diffrep.shared_noise(s.n, generator=s.generator, dtype=s.dtype, device=s.device)
         return torch.randn(s.n, s.V, *s.prior.data_shape, generator=s.generator, dtype=s.dtype, device=s.device)
