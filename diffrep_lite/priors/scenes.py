@@ -18,7 +18,12 @@ from .analytic import GaussianMixture
 from ..data import blob_scenes  # scene data live with the data sets (re-exported here)
 from .multiview import ViewMixture
 
-__all__ = ["SceneMixture", "blob_scenes", "scene_mixture", "psnr", "geometric_schedule"]
+__all__ = ["SceneMixture", "blob_scenes", "scene_mixture", "psnr", "geometric_schedule", "turn_scene", "nearest_scene",
+           "BLEND_PSNR"]
+
+#: A sample whose held-out renders are below this PSNR (dB, data in [-1, 1]) to every true scene is a *blend*:
+#: RMS error above 0.2, where :func:`blob_scenes` scenes differ from each other by about 0.7 (8-10 dB).
+BLEND_PSNR = 20.0
 
 
 class SceneMixture(ViewMixture):
@@ -71,6 +76,47 @@ def scene_mixture(nerf, scenes: dict, *, weights=None, variance: float = 1e-3, s
         renders = nerf.render({k: t.to(dtype=torch.float64) for k, t in scenes.items()})  # [K, V, C, H, W]
     return SceneMixture(renders.transpose(0, 1), weights, variance, schedule=schedule, dtype=dtype,
                                   device=device)
+
+
+def turn_scene(params: dict, half_turns: int = 1) -> dict:
+    """The scene turned by ``half_turns`` x 180 degrees about the vertical (``z``) axis: ``(x, y) -> (-x, -y)``.
+
+    ``params``: :class:`~diffrep_lite.diffreps.VoxelNeRF` parameters (``[B, C, G, G, G]`` grids indexed ``[z, y,
+    x]`` on a grid symmetric about 0, :func:`~diffrep_lite.diffreps.nerf.voxel_positions`); other entries (a
+    background) are kept. A camera at azimuth ``a`` sees the turned scene as a camera at ``a + 180`` sees it.
+    """
+    if isinstance(half_turns, bool) or not isinstance(half_turns, int):
+        raise ValueError(f"half_turns must be an int, got {half_turns!r}")
+    out = dict(params)
+    if half_turns % 2:
+        for k in ("density", "features"):
+            out[k] = params[k].flip(-1, -2)
+    return out
+
+
+def nearest_scene(nerf, params: dict, scenes: dict, cameras, *, blend_psnr: float = BLEND_PSNR) -> dict:
+    """Assign each sampled scene to the true scene its renders from ``cameras`` are closest to (PSNR).
+
+    Args:
+        nerf: the renderer (e.g. a :class:`~diffrep_lite.diffreps.VoxelNeRF`); ``cameras`` are passed to its
+            ``render(params, cameras)`` (held-out cameras: ones the sampler never used).
+        params: sampled scenes (batch ``B``); scenes: the ``K`` true scenes (batch ``K``).
+        blend_psnr: a sample whose best PSNR is below this (dB) is near no scene: a blend.
+
+    Returns:
+        ``{"psnr": [B, K] mean PSNR over the cameras, "scene": long [B] (the nearest), "best": [B] its PSNR,
+        "blend": bool [B], "counts": [K] (non-blends per scene), "blends": int}``.
+    """
+    with torch.no_grad():
+        x = nerf.render(params, cameras).double()  # [B, V, C, H, W]
+        t = nerf.render(scenes, cameras).double()  # [K, V, C, H, W]
+    B, K = x.shape[0], t.shape[0]
+    mse = (x[:, None] - t[None]).pow(2).flatten(3).mean(-1)  # [B, K, V]
+    p = (10 * torch.log10(4.0 / mse)).mean(-1)  # data in [-1, 1]: range 2
+    best, k = p.max(1)
+    blend = best < blend_psnr
+    counts = torch.bincount(k[~blend], minlength=K)
+    return {"psnr": p, "scene": k, "best": best, "blend": blend, "counts": counts.tolist(), "blends": int(blend.sum())}
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
