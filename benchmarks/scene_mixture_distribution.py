@@ -53,40 +53,6 @@ JUMP_ETA = 1.0
 PEER_LR = 0.05
 
 
-def build(toy: str, *, grid: int = 6, resolution: int = 10, scene_seed: int = 1):
-    """The toy's renderer, exact prior, true scenes, weights and held-out cameras."""
-    from diffrep_lite.diffreps import VoxelNeRF, cameras_on_sphere
-    from diffrep_lite.priors import blob_scenes, geometric_schedule, scene_mixture, turn_scene
-
-    train = cameras_on_sphere(4, [0.0, 40.0], radius=2.5, fov=40.0, azimuth_offset=20.0)
-    held = cameras_on_sphere(6, [15.0, 30.0], radius=2.5, fov=40.0)  # never used while sampling
-    nerf = VoxelNeRF(train, resolution, grid=grid, channels=3, background=1.0, view_conds="index",
-                     init_features=0.0, n_samples=2 * grid)
-    g = torch.Generator().manual_seed(scene_seed)
-    if toy == "three":
-        scenes, weights = blob_scenes(3, grid, n_blobs=2, generator=g), [0.5, 0.3, 0.2]
-    elif toy == "turned":
-        one = blob_scenes(1, grid, n_blobs=3, generator=g)
-        turned = turn_scene(one)
-        scenes, weights = {k: torch.cat([one[k], turned[k]]) for k in one}, [0.5, 0.5]
-    else:
-        raise ValueError(f"toy must be 'three' or 'turned', got {toy!r}")
-    prior = scene_mixture(nerf, scenes, weights=torch.tensor(weights), variance=1e-3,
-                          schedule=geometric_schedule(0.01, 200.0))
-    return nerf, prior, scenes, weights, held
-
-
-def sdi_steps(prior, budget: int, inversion_steps: int = 10) -> int:
-    """The most SDI steps whose NFE per view (inversion included) is <= ``budget`` (t decays 0.98 -> 0.2)."""
-    best = 1
-    for steps in range(1, budget + 1):
-        ts = [0.98 + (0.2 - 0.98) * i / max(steps - 1, 1) for i in range(steps)]
-        nfe = sum(max(1, int(inversion_steps * t)) + 1 for t in ts)
-        if nfe <= budget:
-            best = steps
-    return best
-
-
 def run_method(method, prior, nerf, *, n, seed, **kw):
     import diffrep_lite as dl
 
@@ -145,7 +111,8 @@ def main(argv=None):
     p.add_argument("--png", default=None, help="figure of the histograms (bars per method beside the weights)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from diffrep_lite.priors import BLEND_PSNR
+    from diffrep_lite.priors import BLEND_PSNR, distribution_toy
+    from diffrep_lite.samplers.sdi import steps_for_nfe
 
     budget = DDR["steps"] * DDR["repaint_iters"]
     out = {"n": args.n, "seed": args.seed, "blend_psnr": BLEND_PSNR, "ddr": {**DDR, JUMP_KEY: JUMP_ETA},
@@ -158,10 +125,10 @@ def main(argv=None):
             json.dump(out, fh, indent=1)
 
     for toy in args.toys:
-        nerf, prior, scenes, weights, held = build(toy)
+        nerf, prior, scenes, weights, held = distribution_toy(toy)
         res = {}
         out["toys"][toy] = {"weights": weights, "views": nerf.n_views, "held_out_views": len(held), "methods": res}
-        n_sdi = sdi_steps(prior, budget)
+        n_sdi = steps_for_nfe(budget)
         runs = [("DDR", "ddr", {**DDR, JUMP_KEY: JUMP_ETA}),
                 ("SJC", "sjc", dict(steps=budget, lr=PEER_LR)),
                 ("SDS", "sds", dict(steps=budget, lr=PEER_LR)),
@@ -183,7 +150,7 @@ def main(argv=None):
                 save()
 
     if args.grid:
-        nerf, prior, scenes, weights, held = build("three")
+        nerf, prior, scenes, weights, held = distribution_toy("three")
         grid = {}
         out["ddr_grid"] = {"toy": "three", "n": args.grid_n, "settings": grid}
         settings = [(f"{noise}, eta {eta:g}, U 3", dict(DDR, view_noise=noise, **{JUMP_KEY: eta}))

@@ -107,3 +107,35 @@ def test_fisher_exact_against_the_hypergeometric_sum():
     assert fisher_exact(3, 16, 3, 16) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="0 <= k <= n"):
         fisher_exact(17, 16, 0, 16)
+
+
+def test_distribution_toys_are_the_documented_mixtures():
+    from diffrep_lite.priors import distribution_toy
+
+    nerf, prior, scenes, weights, held = distribution_toy("turned", grid=4, resolution=6)
+    assert weights == [0.5, 0.5] and nerf.n_views == 8 and len(held) == 12
+    turned = turn_scene({k: v[:1] for k, v in scenes.items()})
+    assert all(torch.equal(turned[k][0], scenes[k][1]) for k in scenes)
+    # training camera v sees the turned scene as camera v + 2 (azimuth + 180, same elevation) sees the scene
+    torch.testing.assert_close(prior.means[0, 1], prior.means[2, 0], atol=1e-5, rtol=0)
+    nerf, prior, scenes, weights, _ = distribution_toy("three", grid=4, resolution=6)
+    assert weights == [0.5, 0.3, 0.2] and prior.means.shape == (8, 3, 3, 6, 6)
+    torch.testing.assert_close(prior.view_prior(0).weights, torch.tensor(weights))
+    with pytest.raises(ValueError, match="toy must be one of"):
+        distribution_toy("four")
+
+
+def test_sdi_steps_for_nfe_is_the_largest_fitting_budget():
+    from diffrep_lite.samplers.sdi import steps_for_nfe
+
+    def cost(steps, inv=10, lo=0.2, hi=0.98):
+        return sum(max(1, int(inv * (hi + (lo - hi) * i / max(steps - 1, 1)))) + 1 for i in range(steps))
+
+    for nfe in (1, 10, 60, 200):
+        s = steps_for_nfe(nfe)
+        assert s == 1 or cost(s) <= nfe
+        assert all(cost(m) > nfe for m in range(s + 1, nfe + 2))
+    assert steps_for_nfe(60) == 9 and cost(9) == 54  # 10 + 9 + ... evaluations: 9 steps fit in 60
+    assert steps_for_nfe(6, inversion_steps=1) == 3
+    with pytest.raises(ValueError, match="nfe"):
+        steps_for_nfe(0)

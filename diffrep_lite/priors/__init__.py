@@ -5,10 +5,11 @@ from .clip import ClipDenoised
 from .diffusers_unet import UNetPrior
 from .multiview import ViewConditionedMixture, ViewMixture, random_panoramas
 from .scenes import (BLEND_PSNR, SceneMixture, blob_scenes, geometric_schedule, nearest_scene, psnr, scene_mixture,
-                     turn_scene)
+                     turn_scene, distribution_toy, DISTRIBUTION_TOYS)
 from .shipped import load_digits_prior, load_objects_prior
 from .stable_diffusion import StableDiffusionPrior
 
 __all__ = ["Prior", "Gaussian", "GaussianMixture", "ClassConditionalMixture", "ClipDenoised", "UNetPrior", "load_digits_prior", "load_objects_prior",
            "StableDiffusionPrior", "ViewMixture", "ViewConditionedMixture", "random_panoramas", "SceneMixture", "blob_scenes",
-           "scene_mixture", "geometric_schedule", "psnr", "turn_scene", "nearest_scene", "BLEND_PSNR"]
+           "scene_mixture", "geometric_schedule", "psnr", "turn_scene", "nearest_scene", "BLEND_PSNR",
+           "distribution_toy", "DISTRIBUTION_TOYS"]

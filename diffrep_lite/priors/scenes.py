@@ -19,7 +19,10 @@ from ..data import blob_scenes  # scene data live with the data sets (re-exporte
 from .multiview import ViewMixture
 
 __all__ = ["SceneMixture", "blob_scenes", "scene_mixture", "psnr", "geometric_schedule", "turn_scene", "nearest_scene",
-           "BLEND_PSNR"]
+           "BLEND_PSNR", "distribution_toy", "DISTRIBUTION_TOYS"]
+
+#: The toys of :func:`distribution_toy`: name -> mixture weights.
+DISTRIBUTION_TOYS = {"three": (0.5, 0.3, 0.2), "turned": (0.5, 0.5)}
 
 #: A sample whose held-out renders are below this PSNR (dB, data in [-1, 1]) to every true scene is a *blend*:
 #: RMS error above 0.2, where :func:`blob_scenes` scenes differ from each other by about 0.7 (8-10 dB).
@@ -117,6 +120,41 @@ def nearest_scene(nerf, params: dict, scenes: dict, cameras, *, blend_psnr: floa
     blend = best < blend_psnr
     counts = torch.bincount(k[~blend], minlength=K)
     return {"psnr": p, "scene": k, "best": best, "blend": blend, "counts": counts.tolist(), "blends": int(blend.sum())}
+
+
+def distribution_toy(toy: str = "three", *, grid: int = 6, resolution: int = 10, scene_seed: int = 1,
+                     dtype=torch.float32):
+    """The exact 3-D distribution experiment (``benchmarks/scene_mixture_distribution.py``, notebook 05).
+
+    ``toy="three"``: three :func:`blob_scenes` of two balls, weights 0.5 / 0.3 / 0.2. ``toy="turned"``: one
+    scene of three balls and the same scene turned 180 degrees (:func:`turn_scene`), weights 0.5 / 0.5: a
+    front-back ambiguity whose right answer is each orientation half the time and never a blend. Both are
+    seen by 8 training cameras (4 azimuths from 20 degrees, elevations 0 and 40) of ``resolution`` pixels
+    on a ``grid^3`` :class:`~diffrep_lite.diffreps.VoxelNeRF`; 12 held-out cameras (6 azimuths, elevations 15
+    and 30) are never used while sampling. The prior is :func:`scene_mixture` (variance 1e-3,
+    :func:`geometric_schedule` from 0.01 to 200).
+
+    Returns:
+        ``(nerf, prior, scenes, weights, held_out_cameras)``.
+    """
+    from ..diffreps.nerf import VoxelNeRF, cameras_on_sphere
+
+    if toy not in DISTRIBUTION_TOYS:
+        raise ValueError(f"toy must be one of {sorted(DISTRIBUTION_TOYS)}, got {toy!r}")
+    train = cameras_on_sphere(4, [0.0, 40.0], radius=2.5, fov=40.0, azimuth_offset=20.0)
+    held = cameras_on_sphere(6, [15.0, 30.0], radius=2.5, fov=40.0)
+    nerf = VoxelNeRF(train, resolution, grid=grid, channels=3, background=1.0, view_conds="index",
+                     init_features=0.0, n_samples=2 * grid)
+    g = torch.Generator().manual_seed(scene_seed)
+    weights = list(DISTRIBUTION_TOYS[toy])
+    if toy == "three":
+        scenes = blob_scenes(3, grid, n_blobs=2, generator=g, dtype=dtype)
+    else:
+        one = blob_scenes(1, grid, n_blobs=3, generator=g, dtype=dtype)
+        scenes = {k: torch.cat([one[k], turn_scene(one)[k]]) for k in one}
+    prior = scene_mixture(nerf, scenes, weights=torch.tensor(weights), variance=1e-3,
+                          schedule=geometric_schedule(0.01, 200.0), dtype=dtype)
+    return nerf, prior, scenes, weights, held
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:

@@ -35,7 +35,7 @@ from .common import (check_t_range, SampleResult, _check_int, check_callback, in
                      setup)
 from .distill import _optimise
 
-__all__ = ["sdi", "ddim_invert", "inversion_grid", "guided_eps", "TIME_LABELS"]
+__all__ = ["sdi", "ddim_invert", "inversion_grid", "guided_eps", "TIME_LABELS", "steps_for_nfe"]
 
 #: What the network sees after the inversion (see :func:`sdi`).
 TIME_LABELS = ("renoise", "inverted")
@@ -132,6 +132,21 @@ def ddim_invert(prior: Prior, x0: torch.Tensor, sigmas, *, eval_sigmas=None, con
                 z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
                 x = x + eta * math.sqrt(var_vp / a_hi) * z
     return x
+
+
+def steps_for_nfe(nfe: int, *, inversion_steps: int = 10, t_range=(0.2, 0.98)) -> int:
+    """The most :func:`sdi` steps whose prior evaluations per view (inversion included, no guidance) are
+    ``<= nfe``: step ``i`` costs ``max(1, int(inversion_steps * t_i)) + 1`` with ``t_i`` decaying linearly
+    from ``t_range[1]`` to ``t_range[0]``. At least 1."""
+    _check_int(nfe, "nfe")
+    _check_int(inversion_steps, "inversion_steps")
+    t_min, t_max = check_t_range(t_range)
+    best = 1
+    for steps in range(1, nfe + 1):
+        ts = [t_max + (t_min - t_max) * i / max(steps - 1, 1) for i in range(steps)]
+        if sum(max(1, int(inversion_steps * t)) + 1 for t in ts) <= nfe:
+            best = steps
+    return best
 
 
 def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | None = None, generator=None,
