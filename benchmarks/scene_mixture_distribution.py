@@ -51,6 +51,8 @@ JUMP_KEY = "eta"
 DDR = dict(steps=20, repaint_iters=3, solver_iters=10)
 JUMP_ETA = 1.0
 PEER_LR = 0.05
+#: Training-camera rigs of :func:`~diffrep_lite.priors.distribution_toy`: 8 cameras, or notebook 05's 24.
+CAMERAS = {8: dict(n_azimuths=4, elevations=(0.0, 40.0)), 24: dict(n_azimuths=6, elevations=(-30.0, 0.0, 30.0, 60.0))}
 
 
 def run_method(method, prior, nerf, *, n, seed, **kw):
@@ -105,19 +107,40 @@ def main(argv=None):
     p.add_argument("--toys", nargs="*", default=["three", "turned"], choices=["three", "turned"])
     p.add_argument("--wallclock", action="store_true", help="also peers at DDR's wall-clock time")
     p.add_argument("--grid", action="store_true", help="DDR settings on the 'three' toy")
+    p.add_argument("--cameras", type=int, default=8, choices=[8, 24],
+                   help="training cameras: 8 (4 azimuths x elevations 0, 40) or 24 (notebook 05's rig: 6 x -30, 0, 30, 60)")
+    p.add_argument("--methods", nargs="+", default=["DDR", "SJC", "SDS", "SDI"])
+    p.add_argument("--grid-etas", nargs="+", type=float, default=None,
+                   help="with --grid: only these jump etas, no U / budget rows")
+    p.add_argument("--grid-noise", nargs="+", default=["independent", "shared"], choices=["independent", "shared"],
+                   help="with --grid: the view_noise settings tried")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                  "scene_mixture_distribution.json"))
     p.add_argument("--png", default=None, help="figure of the histograms (bars per method beside the weights)")
+    p.add_argument("--figure-from", nargs="+", default=None, metavar="JSON",
+                   help="only draw --png from these result files (one panel per toy and camera rig)")
     args = p.parse_args(argv)
+    if args.figure_from:
+        merged = {"toys": {}}
+        for path in args.figure_from:
+            with open(path) as fh:
+                res = json.load(fh)
+            merged["n"] = res["n"]
+            for toy, t in res["toys"].items():
+                V = t["views"]
+                merged["toys"][f"{toy}, {V} cameras"] = t
+        figure(merged, args.png)
+        return
     torch.set_num_threads(args.threads)
     from diffrep_lite.priors import BLEND_PSNR, distribution_toy
     from diffrep_lite.samplers.sdi import steps_for_nfe
 
+    cams = CAMERAS[args.cameras]
     budget = DDR["steps"] * DDR["repaint_iters"]
     out = {"n": args.n, "seed": args.seed, "blend_psnr": BLEND_PSNR, "ddr": {**DDR, JUMP_KEY: JUMP_ETA},
            "peer_lr": PEER_LR, "budget_nfe_per_view": budget, "toys": {}, "torch": torch.__version__,
-           "platform": platform.platform(), "threads": args.threads}
+           "platform": platform.platform(), "threads": args.threads, "cameras": cams}
 
     def save():
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -125,7 +148,7 @@ def main(argv=None):
             json.dump(out, fh, indent=1)
 
     for toy in args.toys:
-        nerf, prior, scenes, weights, held = distribution_toy(toy)
+        nerf, prior, scenes, weights, held = distribution_toy(toy, **cams)
         res = {}
         out["toys"][toy] = {"weights": weights, "views": nerf.n_views, "held_out_views": len(held), "methods": res}
         n_sdi = steps_for_nfe(budget)
@@ -133,6 +156,7 @@ def main(argv=None):
                 ("SJC", "sjc", dict(steps=budget, lr=PEER_LR)),
                 ("SDS", "sds", dict(steps=budget, lr=PEER_LR)),
                 ("SDI", "sdi", dict(steps=n_sdi, lr=PEER_LR))]
+        runs = [r for r in runs if r[0] in args.methods]
         for name, method, kw in runs:
             r, sec = run_method(method, prior, nerf, n=args.n, seed=args.seed, **kw)
             res[name] = {**score(nerf, r, scenes, weights, held, sec), "options": kw}
@@ -141,7 +165,7 @@ def main(argv=None):
             save()
         if args.wallclock:
             t_ddr = res["DDR"]["seconds"]
-            for name, method, kw in runs[1:]:
+            for name, method, kw in [r for r in runs if r[0] != "DDR"]:
                 per_step = res[name]["seconds"] / kw["steps"]
                 kw2 = {**kw, "steps": max(kw["steps"], int(t_ddr / per_step))}
                 r, sec = run_method(method, prior, nerf, n=args.n, seed=args.seed, **kw2)
@@ -150,12 +174,14 @@ def main(argv=None):
                 save()
 
     if args.grid:
-        nerf, prior, scenes, weights, held = distribution_toy("three")
+        nerf, prior, scenes, weights, held = distribution_toy("three", **cams)
         grid = {}
-        out["ddr_grid"] = {"toy": "three", "n": args.grid_n, "settings": grid}
+        out["ddr_grid"] = {"toy": "three", "n": args.grid_n, "seed": args.seed + 1, "settings": grid}
         settings = [(f"{noise}, eta {eta:g}, U 3", dict(DDR, view_noise=noise, **{JUMP_KEY: eta}))
-                    for noise in ("independent", "shared") for eta in (0.0, 0.5, 1.0)]
-        settings += [("independent, U 1 (60 levels)", dict(DDR, steps=60, repaint_iters=1)),
+                    for noise in args.grid_noise for eta in (0.0, 0.5, 1.0)]
+        if args.grid_etas is not None:
+            settings = [(lab, kw) for lab, kw in settings if kw[JUMP_KEY] in args.grid_etas]
+        settings += [] if args.grid_etas is not None else [("independent, U 1 (60 levels)", dict(DDR, steps=60, repaint_iters=1)),
                      ("independent, eta 1, U 6 (10 levels)", dict(DDR, steps=10, repaint_iters=6, **{JUMP_KEY: 1.0})),
                      ("independent, eta 1, U 3, 2x budget (40 levels)", dict(DDR, steps=40, **{JUMP_KEY: 1.0}))]
         for label, kw in settings:
@@ -177,7 +203,7 @@ def figure(out: dict, path: str):
     import matplotlib.pyplot as plt
 
     toys = out["toys"]
-    fig, axes = plt.subplots(1, len(toys), figsize=(5.5 * len(toys), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(toys), figsize=(4.8 * len(toys), 3.4), squeeze=False)
     for ax, (toy, t) in zip(axes[0], toys.items()):
         names = ["weights"] + list(t["methods"])
         K = len(t["weights"])

@@ -122,16 +122,18 @@ def nearest_scene(nerf, params: dict, scenes: dict, cameras, *, blend_psnr: floa
     return {"psnr": p, "scene": k, "best": best, "blend": blend, "counts": counts.tolist(), "blends": int(blend.sum())}
 
 
-def distribution_toy(toy: str = "three", *, grid: int = 6, resolution: int = 10, scene_seed: int = 1,
-                     dtype=torch.float32):
+def distribution_toy(toy: str = "three", *, grid: int = 6, resolution: int = 10, n_azimuths: int = 4,
+                     elevations=(0.0, 40.0), scene_seed: int = 1, dtype=torch.float32):
     """The exact 3-D distribution experiment (``benchmarks/scene_mixture_distribution.py``, notebook 05).
 
     ``toy="three"``: three :func:`blob_scenes` of two balls, weights 0.5 / 0.3 / 0.2. ``toy="turned"``: one
     scene of three balls and the same scene turned 180 degrees (:func:`turn_scene`), weights 0.5 / 0.5: a
     front-back ambiguity whose right answer is each orientation half the time and never a blend. Both are
-    seen by 8 training cameras (4 azimuths from 20 degrees, elevations 0 and 40) of ``resolution`` pixels
-    on a ``grid^3`` :class:`~diffrep_lite.diffreps.VoxelNeRF`; 12 held-out cameras (6 azimuths, elevations 15
-    and 30) are never used while sampling. The prior is :func:`scene_mixture` (variance 1e-3,
+    seen by ``n_azimuths`` x ``len(elevations)`` training cameras (azimuths from 20 degrees; default 4 x 2 = 8;
+    notebook 05's rig is 6 azimuths at -30, 0, 30, 60 degrees = 24) of ``resolution`` pixels on a ``grid^3``
+    :class:`~diffrep_lite.diffreps.VoxelNeRF`; 12 held-out cameras (6 azimuths, elevations 15 and 30) are never
+    used while sampling. With an even ``n_azimuths`` training camera ``v`` sees the turned scene as camera
+    ``v + n_azimuths / 2`` sees the scene. The prior is :func:`scene_mixture` (variance 1e-3,
     :func:`geometric_schedule` from 0.01 to 200).
 
     Returns:
@@ -141,7 +143,7 @@ def distribution_toy(toy: str = "three", *, grid: int = 6, resolution: int = 10,
 
     if toy not in DISTRIBUTION_TOYS:
         raise ValueError(f"toy must be one of {sorted(DISTRIBUTION_TOYS)}, got {toy!r}")
-    train = cameras_on_sphere(4, [0.0, 40.0], radius=2.5, fov=40.0, azimuth_offset=20.0)
+    train = cameras_on_sphere(n_azimuths, list(elevations), radius=2.5, fov=40.0, azimuth_offset=20.0)
     held = cameras_on_sphere(6, [15.0, 30.0], radius=2.5, fov=40.0)
     nerf = VoxelNeRF(train, resolution, grid=grid, channels=3, background=1.0, view_conds="index",
                      init_features=0.0, n_samples=2 * grid)
