@@ -203,8 +203,12 @@ def figure(out: dict, path: str):
     import matplotlib.pyplot as plt
 
     toys = out["toys"]
-    fig, axes = plt.subplots(1, len(toys), figsize=(4.8 * len(toys), 3.4), squeeze=False)
-    for ax, (toy, t) in zip(axes[0], toys.items()):
+    cols = min(2, len(toys))
+    rows = -(-len(toys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(toys):]:
+        ax.axis("off")
+    for ax, (toy, t) in zip(axes.flat, toys.items()):
         names = ["weights"] + list(t["methods"])
         K = len(t["weights"])
         width = 0.8 / (K + 1)
@@ -224,11 +228,11 @@ def figure(out: dict, path: str):
             ax.bar(i + (K - K / 2) * width, blend, width, color="0.6", label="blend" if i == 0 else None)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels([nm.replace(" (DDR's time)", "\n(DDR's time)") for nm in names], fontsize=7)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.25)
         ax.set_ylabel("share of samples")
         ax.set_title(f"{toy}: weights {' / '.join(f'{w:g}' for w in t['weights'])}, "
                      f"n = {out['n']} per method", fontsize=9)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper center", ncol=K + 1, frameon=False)
     plt.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -208,7 +208,7 @@ def test_inversion_noise_on_every_step_including_the_first(gauss):
 
 def test_sdi_published_options_are_their_formulas():
     """tau='published' is 1 / inversion_steps; inversion_guidance_scale='published' is 2 - guidance_scale (SDI's
-    w_inv = -w with g = w + 1)."""
+    w_inv = -w with g = w + 1). One inversion step: 'published' overshoots up to the whole schedule (capped)."""
 
     class Toy(dl.priors.Gaussian):
         conditional = True
@@ -221,7 +221,9 @@ def test_sdi_published_options_are_their_formulas():
     toy = Toy(MU, COV, dtype=torch.float64)
     kw = dict(n=2, steps=3, cond=1, guidance_scale=8.5, inversion_steps=4, seed=4, progress=False)
     ref = dl.sample("sdi", toy, dl.diffreps.Identity(2), tau=0.25, inversion_guidance_scale=-6.5, **kw)
-    pub = dl.sample("sdi", toy, dl.diffreps.Identity(2), inversion_guidance_scale="published", **kw)
+    pub = dl.sample("sdi", toy, dl.diffreps.Identity(2), tau="published", inversion_guidance_scale="published", **kw)
     assert torch.equal(ref.params["x"], pub.params["x"])
-    mir = dl.sample("sdi", toy, dl.diffreps.Identity(2), **kw)
+    mir = dl.sample("sdi", toy, dl.diffreps.Identity(2), tau="published", **kw)
     assert not torch.equal(mir.params["x"], pub.params["x"])
+    one = dl.sample("sdi", toy, dl.diffreps.Identity(2), tau="published", **{**kw, "inversion_steps": 1})
+    assert torch.isfinite(one.params["x"]).all()
