@@ -25,10 +25,21 @@ runs given as many steps as fit in DDR's wall-clock time. ``--grid`` runs DDR's 
 independent vs shared noise (``view_noise``) x RePaint jump eta in {0, 0.5, 1}, U in {1, 3, 6} at the same
 NFE, and twice the budget.
 
-Usage (``benchmarks/results/scene_mixture_distribution.json``; about 25 minutes on one core)::
+The stored results (CPU time under load; DDR with 24 cameras is about 3 s per sample)::
 
-    PYTHONPATH=. python benchmarks/scene_mixture_distribution.py --n 128 --wallclock --grid --png \
-        book/figures/scene_mixture_distribution.png
+    B=benchmarks/scene_mixture_distribution.py; R=benchmarks/results
+    PYTHONPATH=. python $B --n 128 --out $R/scene_mixture_distribution.json
+    PYTHONPATH=. python $B --cameras 24 --toys three --n 128 --out $R/scene_mixture_distribution_24cams.json
+    PYTHONPATH=. python $B --cameras 24 --toys --grid --grid-n 24 --grid-etas 0 0.5 1 --grid-noise independent \
+        --out $R/scene_mixture_jump_eta_24cams.json
+    PYTHONPATH=. python $B --cameras 24 --toys --grid --grid-n 24 --grid-etas 1 --grid-noise shared \
+        --out $R/scene_mixture_shared_noise_24cams.json
+    PYTHONPATH=. python $B --cameras 24 --toys --grid --grid-n 64 --grid-etas 0 --grid-noise independent --seed 10 \
+        --out $R/scene_mixture_jump_eta0_24cams_n64.json        # likewise 0.5 and 1 (..._eta05_..., ..._eta1_...)
+    PYTHONPATH=. python $B --png book/figures/scene_mixture_distribution.png \
+        --figure-from $R/scene_mixture_distribution.json $R/scene_mixture_distribution_24cams.json
+
+(``scene_mixture_jump_eta_8cams.json``: an 8-camera ``--grid --grid-n 32`` run stopped after eta 0 and 0.5.)
 """
 from __future__ import annotations
 
