@@ -153,3 +153,77 @@ def test_sdi_validates_before_sampling(gauss):
     with pytest.raises(ValueError, match="sigmas must increase"):
         ddim_invert(gauss, X0, [1.0, 0.5])
     assert "sdi" in dl.METHODS and math.isfinite(dl.sample("sdi", gauss, rep, steps=2, progress=False).x.sum())
+
+
+def test_sdi_time_label_inverted_is_the_published_step(gauss):
+    """SDI's code hands the network the inverted latent at t + tau_i with the time label t (VP scaling): in VE
+    form the input is r x_inv, r = sqrt(abar(t + tau_i) / abar(t)), at sigma_t, and the target is its denoised
+    value; Identity + SGD(lr=1) sets theta to that target: mu + lam / (lam + sigma_t^2) (r x_inv - mu)."""
+    from diffrep_lite.schedule import sigma_to_alpha_bar
+
+    inv, tau, seed = 3, 0.2, 5
+    out = dl.sample("sdi", gauss, dl.diffreps.Identity(2), params0={"x": X0.clone()}, steps=1, optimizer="sgd",
+                    lr=1.0, inversion_steps=inv, inversion_eta=0.0, tau=tau, t_range=(0.3, 0.6),
+                    time_label="inverted", seed=seed, progress=False)
+    g = torch.Generator().manual_seed(seed)
+    torch.randn(3, 1, 2, generator=g, dtype=torch.float64)  # the initial view noise every sampler draws first
+    extra = float(torch.rand((), generator=g, dtype=torch.float64)) * tau
+    T = gauss.schedule.num_train_timesteps
+    tick, tick_inv = round(0.6 * (T - 1)), min(round((0.6 + extra) * (T - 1)), T - 1)
+    sig_t = float(gauss.schedule.sigmas[tick])
+    grid, ev = inversion_grid(gauss.schedule, tick_inv, max(1, int(inv * 0.6)))
+    x_inv = MU + (((X0 - MU) @ U) * _inversion_factor(grid, ev)) @ U.T
+    r = math.sqrt(float(sigma_to_alpha_bar(grid[-1])) / float(sigma_to_alpha_bar(sig_t)))
+    expected = MU + (((r * x_inv - MU) @ U) * (LAM / (LAM + sig_t**2))) @ U.T
+    assert tick_inv > tick  # the overshoot happened, so r < 1 and the two labels differ
+    torch.testing.assert_close(out.params["x"], expected, atol=1e-12, rtol=0)
+    renoise = dl.sample("sdi", gauss, dl.diffreps.Identity(2), params0={"x": X0.clone()}, steps=1, optimizer="sgd",
+                        lr=1.0, inversion_steps=inv, inversion_eta=0.0, tau=tau, t_range=(0.3, 0.6), seed=seed,
+                        progress=False)
+    assert (renoise.params["x"] - expected).abs().max() > 1e-3
+    # without an overshoot the two labels are the same step
+    a, b = (dl.sample("sdi", gauss, dl.diffreps.Identity(2), params0={"x": X0.clone()}, steps=3, inversion_eta=0.0,
+                      tau=0.0, time_label=lab, seed=1, progress=False).params["x"] for lab in ("renoise", "inverted"))
+    torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="time_label"):
+        dl.sample("sdi", gauss, dl.diffreps.Identity(2), steps=2, time_label="t", progress=False)
+
+
+def test_inversion_noise_on_every_step_including_the_first(gauss):
+    """eta > 0 adds eta * s_k * z on every step; the first (from the clean start) uses abar of eval_sigmas[0]."""
+    from diffrep_lite.schedule import sigma_to_alpha_bar
+
+    sig, ev = inversion_grid(gauss.schedule, 500, 3)
+    x = ddim_invert(gauss, X0, sig, eval_sigmas=ev, eta=0.5, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    y = X0
+    for k in range(3):
+        y = y + (sig[k + 1] - sig[k]) * gauss.eps(y, float(ev[k]))
+        a_lo, a_hi = float(sigma_to_alpha_bar(ev[k] if k == 0 else sig[k])), float(sigma_to_alpha_bar(sig[k + 1]))
+        std = math.sqrt((1 - a_lo) / (1 - a_hi) * (1 - a_hi / a_lo) / a_hi)
+        assert std > 0
+        y = y + 0.5 * std * torch.randn(y.shape, generator=g, dtype=y.dtype)
+    torch.testing.assert_close(x, y, atol=1e-12, rtol=0)
+
+
+def test_sdi_published_options_are_their_formulas():
+    """tau='published' is 1 / inversion_steps; inversion_guidance_scale='published' is 2 - guidance_scale (SDI's
+    w_inv = -w with g = w + 1). One inversion step: 'published' overshoots up to the whole schedule (capped)."""
+
+    class Toy(dl.priors.Gaussian):
+        conditional = True
+        supports_guidance = True
+
+        def _eps(self, x, sigma, cond, g):
+            e_u = super()._eps(x, sigma, None, None)
+            return e_u + (1.0 if g is None else g) * torch.tensor([float(c) for c in cond], dtype=x.dtype)[:, None]
+
+    toy = Toy(MU, COV, dtype=torch.float64)
+    kw = dict(n=2, steps=3, cond=1, guidance_scale=8.5, inversion_steps=4, seed=4, progress=False)
+    ref = dl.sample("sdi", toy, dl.diffreps.Identity(2), tau=0.25, inversion_guidance_scale=-6.5, **kw)
+    pub = dl.sample("sdi", toy, dl.diffreps.Identity(2), tau="published", inversion_guidance_scale="published", **kw)
+    assert torch.equal(ref.params["x"], pub.params["x"])
+    mir = dl.sample("sdi", toy, dl.diffreps.Identity(2), tau="published", **kw)
+    assert not torch.equal(mir.params["x"], pub.params["x"])
+    one = dl.sample("sdi", toy, dl.diffreps.Identity(2), tau="published", **{**kw, "inversion_steps": 1})
+    assert torch.isfinite(one.params["x"]).all()

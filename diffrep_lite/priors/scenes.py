@@ -14,12 +14,21 @@ from __future__ import annotations
 
 import torch
 
+from ..schedule import geometric_schedule
 from ..validation import check_finite_values
 from .analytic import GaussianMixture
 from ..data import blob_scenes  # scene data live with the data sets (re-exported here)
 from .multiview import ViewMixture
 
-__all__ = ["SceneMixture", "blob_scenes", "scene_mixture"]
+__all__ = ["SceneMixture", "blob_scenes", "scene_mixture", "turn_scene", "nearest_scene", "BLEND_PSNR",
+           "distribution_toy", "DISTRIBUTION_TOYS"]
+
+#: The toys of :func:`distribution_toy`: name -> mixture weights.
+DISTRIBUTION_TOYS = {"three": (0.5, 0.3, 0.2), "turned": (0.5, 0.5)}
+
+#: A sample whose held-out renders are below this PSNR (dB, data in [-1, 1]) to every true scene is a *blend*:
+#: RMS error above 0.2, where :func:`blob_scenes` scenes differ from each other by about 0.7 (8-10 dB).
+BLEND_PSNR = 20.0
 
 
 class SceneMixture(ViewMixture):
@@ -73,3 +82,82 @@ def scene_mixture(nerf, scenes: dict, *, weights=None, variance: float = 1e-3, s
         renders = nerf.render({k: t.to(dtype=torch.float64) for k, t in scenes.items()})  # [K, V, C, H, W]
     return SceneMixture(renders.transpose(0, 1), weights, variance, schedule=schedule, dtype=dtype,
                                   device=device)
+
+
+def turn_scene(params: dict, half_turns: int = 1) -> dict:
+    """The scene turned by ``half_turns`` x 180 degrees about the vertical (``z``) axis: ``(x, y) -> (-x, -y)``.
+
+    ``params``: :class:`~diffrep_lite.diffreps.VoxelNeRF` parameters (``[B, C, G, G, G]`` grids indexed ``[z, y,
+    x]`` on a grid symmetric about 0, :func:`~diffrep_lite.diffreps.nerf.voxel_positions`); other entries (a
+    background) are kept. A camera at azimuth ``a`` sees the turned scene as a camera at ``a + 180`` sees it.
+    """
+    if isinstance(half_turns, bool) or not isinstance(half_turns, int):
+        raise ValueError(f"half_turns must be an int, got {half_turns!r}")
+    out = dict(params)
+    if half_turns % 2:
+        for k in ("density", "features"):
+            out[k] = params[k].flip(-1, -2)
+    return out
+
+
+def nearest_scene(nerf, params: dict, scenes: dict, cameras, *, blend_psnr: float = BLEND_PSNR) -> dict:
+    """Assign each sampled scene to the true scene its renders from ``cameras`` are closest to (PSNR).
+
+    Args:
+        nerf: the renderer (e.g. a :class:`~diffrep_lite.diffreps.VoxelNeRF`); ``cameras`` are passed to its
+            ``render(params, cameras)`` (held-out cameras: ones the sampler never used).
+        params: sampled scenes (batch ``B``); scenes: the ``K`` true scenes (batch ``K``).
+        blend_psnr: a sample whose best PSNR is below this (dB) is near no scene: a blend.
+
+    Returns:
+        ``{"psnr": [B, K] mean PSNR over the cameras, "scene": long [B] (the nearest), "best": [B] its PSNR,
+        "blend": bool [B], "counts": [K] (non-blends per scene), "blends": int}``.
+    """
+    with torch.no_grad():
+        x = nerf.render(params, cameras).double()  # [B, V, C, H, W]
+        t = nerf.render(scenes, cameras).double()  # [K, V, C, H, W]
+    K = t.shape[0]
+    mse = (x[:, None] - t[None]).pow(2).flatten(3).mean(-1)  # [B, K, V]
+    p = (10 * torch.log10(4.0 / mse)).mean(-1)  # data in [-1, 1]: range 2
+    best, k = p.max(1)
+    blend = best < blend_psnr
+    counts = torch.bincount(k[~blend], minlength=K)
+    return {"psnr": p, "scene": k, "best": best, "blend": blend, "counts": counts.tolist(), "blends": int(blend.sum())}
+
+
+def distribution_toy(toy: str = "three", *, grid: int = 6, resolution: int = 10, n_azimuths: int = 4,
+                     elevations=(0.0, 40.0), scene_seed: int = 1, dtype=torch.float32):
+    """The exact 3-D distribution experiment (``benchmarks/scene_mixture_distribution.py``, notebook 05).
+
+    ``toy="three"``: three :func:`blob_scenes` of two balls, weights 0.5 / 0.3 / 0.2. ``toy="turned"``: one
+    scene of three balls and the same scene turned 180 degrees (:func:`turn_scene`), weights 0.5 / 0.5: a
+    front-back ambiguity whose right answer is each orientation half the time and never a blend. Both are
+    seen by ``n_azimuths`` x ``len(elevations)`` training cameras (azimuths from 20 degrees; default 4 x 2 = 8;
+    notebook 05's rig is 6 azimuths at -30, 0, 30, 60 degrees = 24) of ``resolution`` pixels on a ``grid^3``
+    :class:`~diffrep_lite.diffreps.VoxelNeRF`; 12 held-out cameras (6 azimuths, elevations 15 and 30) are never
+    used while sampling. With an even ``n_azimuths`` training camera ``v`` sees the turned scene as camera
+    ``v + n_azimuths / 2`` sees the scene. The prior is :func:`scene_mixture` (variance 1e-3,
+    :func:`geometric_schedule` from 0.01 to 200).
+
+    Returns:
+        ``(nerf, prior, scenes, weights, held_out_cameras)``.
+    """
+    from ..diffreps.nerf import VoxelNeRF, cameras_on_sphere
+
+    if toy not in DISTRIBUTION_TOYS:
+        raise ValueError(f"toy must be one of {sorted(DISTRIBUTION_TOYS)}, got {toy!r}")
+    train = cameras_on_sphere(n_azimuths, list(elevations), radius=2.5, fov=40.0, azimuth_offset=20.0)
+    held = cameras_on_sphere(6, [15.0, 30.0], radius=2.5, fov=40.0)
+    nerf = VoxelNeRF(train, resolution, grid=grid, channels=3, background=1.0, view_conds="index",
+                     init_features=0.0, n_samples=2 * grid)
+    g = torch.Generator().manual_seed(scene_seed)
+    weights = list(DISTRIBUTION_TOYS[toy])
+    if toy == "three":
+        scenes = blob_scenes(3, grid, n_blobs=2, generator=g, dtype=dtype)
+    else:
+        one = blob_scenes(1, grid, n_blobs=3, generator=g, dtype=dtype)
+        scenes = {k: torch.cat([one[k], turn_scene(one)[k]]) for k in one}
+    prior = scene_mixture(nerf, scenes, weights=torch.tensor(weights), variance=1e-3,
+                          schedule=geometric_schedule(0.01, 200.0), dtype=dtype)
+    return nerf, prior, scenes, weights, held
+

@@ -116,7 +116,7 @@ class DDRStepA(DDRStep):
 def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | None = None, generator=None,
         params0=None, cond=None, guidance_scale=None, convention: str = "B", solver=None, solver_iters=None,
         damping=None, solver_lr=None, preconditioner=None, fit_iters=None, repaint_iters: int = 1, jump: int = 1,
-        jump_eta: float = 1.0, eta: float = 0.0, view_noise: str = "independent", progress: bool = True,
+        jump_eta: float = 0.5, eta: float = 0.0, view_noise: str = "independent", progress: bool = True,
         callback=None, return_trace: bool = False, checkpoint_path=None, checkpoint_every: int = 1,
         resume_from=None, overwrite: bool = False, step_eta=None) -> SampleResult:
     """Sample diffrep parameters with DDR: :class:`DDRStep` (or :class:`DDRStepA`) in a RePaint wrapper, run by the
@@ -130,7 +130,8 @@ def ddr(prior, diffrep, *, steps: int = 50, n: int | None = None, seed: int | No
         solver: a name (``dense``, ``kernel``, ``cg``, ``adam``, ``gd``) or a :class:`~diffrep_lite.pullback.Solver`;
             with a name, ``solver_iters``, ``damping``, ``solver_lr`` and ``preconditioner`` set its options.
         fit_iters: Gauss-Newton fits per level (convention B).
-        repaint_iters, jump, jump_eta: RePaint's ``U``, jump length and jump stochasticity (:class:`~.loop.RePaint`).
+        repaint_iters, jump, jump_eta: RePaint's ``U``, jump length and jump stochasticity (:class:`~.loop.RePaint`;
+            ``jump_eta`` was called ``eta`` before, which now means DDIM's stochasticity as in the reference sampler).
         eta: DDIM's stochasticity of every level's own step (convention B), as in the reference sampler.
         view_noise: ``"independent"`` (the paper) or ``"shared"``: one noise field seen through the views
             (:meth:`~diffrep_lite.diffreps.base.Diffrep.shared_noise`), so overlapping views start alike.

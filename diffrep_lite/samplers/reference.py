@@ -56,7 +56,7 @@ class DDIMStep(Step):
 
 def reference(prior, diffrep=None, *, steps: int = 50, n: int | None = None, seed: int | None = None,
               generator=None, cond=None, guidance_scale=None, eta: float = 0.0, repaint_iters: int = 1,
-              jump: int = 1, jump_eta: float = 1.0, progress: bool = True, callback=None, return_trace: bool = False,
+              jump: int = 1, jump_eta: float = 0.5, progress: bool = True, callback=None, return_trace: bool = False,
               params0=None, checkpoint_path=None, checkpoint_every: int = 1, resume_from=None,
               overwrite: bool = False) -> SampleResult:
     """DDIM samples of the prior in its own data space (:class:`DDIMStep` run by the shared loop).

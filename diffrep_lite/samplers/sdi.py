@@ -34,7 +34,10 @@ from ..schedule import sigma_to_alpha_bar
 from .common import SampleResult, _check_int, check_t_range, nfe_multiplier, prior_eps, setup
 from .distill import optimise
 
-__all__ = ["sdi", "ddim_invert", "inversion_grid", "guided_eps"]
+__all__ = ["sdi", "ddim_invert", "inversion_grid", "guided_eps", "TIME_LABELS", "steps_for_nfe"]
+
+#: What the network sees after the inversion (see :func:`sdi`).
+TIME_LABELS = ("renoise", "inverted")
 
 
 def _check_scale(prior, scale, name):
@@ -101,7 +104,9 @@ def ddim_invert(prior: Prior, x0: torch.Tensor, sigmas, *, eval_sigmas=None, con
         eval_sigmas: ``[m]`` levels to ask the network at (default ``sigmas[:-1]``; must be > 0).
         cond: one condition per input (length ``B``) or None. guidance_scale: CFG scale, any real number
             (negative = SDI's mirrored inversion guidance), see :func:`guided_eps`.
-        eta: in [0, 1]; adds ``eta * s_k * z`` per step (``s_k^2`` = DDPM posterior variance, VE units).
+        eta: in [0, 1]; adds ``eta * s_k * z`` per step (``s_k^2`` = DDPM posterior variance, VE units), on every
+            step as SDI's official code does; the first step from a clean start (``sigmas[0] = 0``) takes its lower
+            level from ``eval_sigmas[0]`` (the code's ``alphas_cumprod`` of the first tick), so its noise is tiny.
         generator: randomness for ``eta > 0``.
 
     Returns:
@@ -120,19 +125,34 @@ def ddim_invert(prior: Prior, x0: torch.Tensor, sigmas, *, eval_sigmas=None, con
     with torch.no_grad():
         for k in range(len(ev)):
             x = x + (sig[k + 1] - sig[k]) * guided_eps(prior, x, ev[k], cond, scale)
-            if eta > 0 and sig[k] > 0:
-                a_lo, a_hi = (float(sigma_to_alpha_bar(s)) for s in (sig[k], sig[k + 1]))
+            if eta > 0:  # every step, the first (from the clean start) with the level it is evaluated at
+                a_lo, a_hi = (float(sigma_to_alpha_bar(s)) for s in (sig[k] if sig[k] > 0 else ev[k], sig[k + 1]))
                 var_vp = (1 - a_lo) / (1 - a_hi) * (1 - a_hi / a_lo)
                 z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
                 x = x + eta * math.sqrt(var_vp / a_hi) * z
     return x
 
 
+def steps_for_nfe(nfe: int, *, inversion_steps: int = 10, t_range=(0.2, 0.98)) -> int:
+    """The most :func:`sdi` steps whose prior evaluations per view (inversion included, no guidance) are
+    ``<= nfe``: step ``i`` costs ``max(1, int(inversion_steps * t_i)) + 1`` with ``t_i`` decaying linearly
+    from ``t_range[1]`` to ``t_range[0]``. At least 1."""
+    _check_int(nfe, "nfe")
+    _check_int(inversion_steps, "inversion_steps")
+    t_min, t_max = check_t_range(t_range)
+    best = 1
+    for steps in range(1, nfe + 1):
+        ts = [t_max + (t_min - t_max) * i / max(steps - 1, 1) for i in range(steps)]
+        if sum(max(1, int(inversion_steps * t)) + 1 for t in ts) <= nfe:
+            best = steps
+    return best
+
+
 def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | None = None, generator=None,
         params0=None, cond=None, guidance_scale=None, lr: float = 0.01, optimizer: str = "adam",
         t_range=(0.2, 0.98), inversion_steps: int = 10, inversion_guidance_scale="mirror",
-        inversion_eta: float = 0.3, tau: float = 1 / 30, progress: bool = True, callback=None,
-        return_trace: bool = False, checkpoint_path=None, checkpoint_every: int = 1, resume_from=None,
+        inversion_eta: float = 0.3, tau=1 / 30, time_label: str = "renoise", progress: bool = True,
+        callback=None, return_trace: bool = False, checkpoint_path=None, checkpoint_every: int = 1, resume_from=None,
         overwrite: bool = False) -> SampleResult:
     """Score Distillation via Inversion: SDS with the noise found by DDIM inversion of the render.
 
@@ -142,10 +162,28 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         t_range: ``(t_min, t_max)``, fractions of the training ticks, ``0 <= t_min < t_max <= 1``
             (SDI: 1 -> 0.2).
         inversion_steps: DDIM inversion steps at ``t = 1``; step ``i`` uses ``max(1, int(inversion_steps * t_i))``.
-        inversion_guidance_scale: CFG scale of the inversion: ``"mirror"`` (default: ``-guidance_scale`` when a
-            forward scale and a condition are given, else plain inversion), None, or any float.
-        inversion_eta: noise added during inversion, in [0, 1] (threestudio's 0.3; 0 = deterministic).
-        tau: the inversion overshoots to ``t + tau_i`` with ``tau_i ~ U(0, tau)`` (SDI: 1/30); ``0 <= tau < 1``.
+        guidance_scale: the standard CFG scale ``eps_u + g (eps_c - eps_u)``. SDI's code writes guidance as
+            ``eps_c + w (eps_c - eps_u)``, i.e. ``g = w + 1``: its published forward 7.5 is ``guidance_scale=8.5``
+            here and its inversion scale -7.5 is ``-6.5``.
+        inversion_guidance_scale: CFG scale of the inversion (standard form): ``"mirror"`` (default:
+            ``-guidance_scale`` when a forward scale and a condition are given, else plain inversion),
+            ``"published"`` (SDI's pair: ``w_inv = -w``, i.e. ``2 - guidance_scale`` in the standard form), None,
+            or any float.
+        inversion_eta: noise added during inversion, in [0, 1] (threestudio's 0.3; 0 = deterministic), on every
+            inversion step (:func:`ddim_invert`).
+        tau: the inversion overshoots to ``t + tau_i`` with ``tau_i ~ U(0, tau)``, ``0 <= tau < 1`` (default 1/30, the
+            project's earlier choice); ``"published"``: ``tau = 1 / inversion_steps``, as SDI's code (``delta_t`` up to
+            ``T / inversion_n_steps``). On the exact 3-D scene mixture (``benchmarks/sdi_options_scene_mixture.py``)
+            SDI formed no scene with either (median held-out PSNR 14 dB for all four ``tau`` x ``time_label``
+            pairs), so no measurement prefers one; the default is kept so that stored SDI results elsewhere
+            (``inversion_steps=1`` in notebook 03, where ``"published"`` would overshoot up to the whole schedule)
+            do not change.
+        time_label: what the network sees after the inversion. ``"renoise"`` (default): the inverted noise
+            ``kappa`` re-noises the render at ``t`` and the network is asked at ``t``
+            (``x = f + sigma_t kappa``). ``"inverted"`` (SDI's code): the inverted latent itself, at ``t + tau_i``,
+            is given to the network with the time label ``t``, in the network's own (VP) scaling, i.e. the VE
+            input ``sqrt(abar(t + tau_i) / abar(t)) x_inv`` at ``sigma_t``; the target is that input minus
+            ``sigma_t eps_hat``. The two agree for ``tau = 0``.
         other arguments as in :func:`~diffrep_lite.samplers.ddr.ddr`.
 
     Returns:
@@ -157,12 +195,20 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
     _check_int(inversion_steps, "inversion_steps")
     if isinstance(inversion_eta, bool) or not isinstance(inversion_eta, (int, float)) or not 0 <= inversion_eta <= 1:
         raise ValueError(f"inversion_eta must lie in [0, 1], got {inversion_eta!r}")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau < 1:
-        raise ValueError(f"tau must lie in [0, 1), got {tau!r}")
+    if tau == "published":
+        tau = 1.0 / inversion_steps  # up to the whole schedule for one inversion step; the tick is capped at T - 1
+    elif isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau < 1:
+        raise ValueError(f"tau must be 'published' or lie in [0, 1), got {tau!r}")
+    if time_label not in TIME_LABELS:
+        raise ValueError(f"time_label must be one of {TIME_LABELS}, got {time_label!r}")
     if isinstance(inversion_guidance_scale, str):
-        if inversion_guidance_scale != "mirror":
-            raise ValueError(f"inversion_guidance_scale must be 'mirror', None or a float, got {inversion_guidance_scale!r}")
-        g_inv = -float(guidance_scale) if guidance_scale is not None and s.item_conds is not None else None
+        if inversion_guidance_scale not in ("mirror", "published"):
+            raise ValueError(f"inversion_guidance_scale must be 'mirror', 'published', None or a float, "
+                             f"got {inversion_guidance_scale!r}")
+        g_inv = None
+        if guidance_scale is not None and s.item_conds is not None:
+            g = float(guidance_scale)
+            g_inv = -g if inversion_guidance_scale == "mirror" else 2.0 - g
     else:
         g_inv = _check_scale(prior, inversion_guidance_scale, "inversion_guidance_scale")
     sched = prior.schedule
@@ -179,14 +225,18 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         flat = f.flatten(0, 1)
         x_inv = ddim_invert(prior, flat, grid, eval_sigmas=ev, cond=s.item_conds, guidance_scale=g_inv,
                             eta=float(inversion_eta), generator=s.generator).reshape(f.shape)
-        kappa = (x_inv - f) / float(grid[-1])
         sig = float(sched.sigmas[tick])
-        eh = prior_eps(s, f + sig * kappa, sig)
+        if time_label == "renoise":
+            x = f + sig * (x_inv - f) / float(grid[-1])  # kappa = (x_inv - f) / sigma_inv, re-noised at sigma_t
+        else:  # SDI's code: the VP latent at t + tau_i, labelled t
+            x = math.sqrt(float(sigma_to_alpha_bar(grid[-1])) / float(sigma_to_alpha_bar(sig))) * x_inv
+        eh = prior_eps(s, x, sig)
         # x0_hat - f: the descent direction of 1/2 ||f - sg(x0_hat)||^2
-        return sig * (kappa - eh), sig, len(ev) * evals_inv + evals_fwd
+        return x - sig * eh - f, sig, len(ev) * evals_inv + evals_fwd
 
     return optimise(s, steps, "sdi", direction, optimizer=optimizer, lr=lr,
                     settings=dict(t_range=repr((t_min, t_max)), inversion_steps=inversion_steps,
-                                  inversion_guidance_scale=g_inv, inversion_eta=float(inversion_eta), tau=float(tau)),
+                                  inversion_guidance_scale=g_inv, inversion_eta=float(inversion_eta), tau=float(tau),
+                                  time_label=time_label),
                     progress=progress, callback=callback, return_trace=return_trace, checkpoint_path=checkpoint_path,
                     checkpoint_every=checkpoint_every, resume_from=resume_from, overwrite=overwrite)
