@@ -34,7 +34,7 @@ from ..schedule import sigma_to_alpha_bar
 from .common import SampleResult, _check_int, check_t_range, nfe_multiplier, prior_eps, setup
 from .distill import optimise
 
-__all__ = ["sdi", "ddim_invert", "inversion_grid", "guided_eps", "TIME_LABELS", "steps_for_nfe"]
+__all__ = ["sdi", "sdi_direction", "ddim_invert", "inversion_grid", "guided_eps", "TIME_LABELS", "steps_for_nfe"]
 
 #: What the network sees after the inversion (see :func:`sdi`).
 TIME_LABELS = ("renoise", "inverted")
@@ -148,6 +148,39 @@ def steps_for_nfe(nfe: int, *, inversion_steps: int = 10, t_range=(0.2, 0.98)) -
     return best
 
 
+def sdi_direction(s, steps: int, t_range, inversion_steps: int, g_inv, inversion_eta: float, tau: float,
+                  time_label: str):
+    """SDI's image-space direction for :class:`~diffrep_lite.samplers.distill.OptimiserStep`: at step ``i``, DDIM-invert
+    the render up to ``t_i + tau_i``, re-noise (or relabel) it at ``t_i`` and return ``x0_hat - f`` with the level and
+    the prior evaluations it made (the module docstring has the equations; options validated by :func:`sdi`)."""
+    prior = s.prior
+    t_min, t_max = t_range
+    sched = prior.schedule
+    T = sched.num_train_timesteps
+    ts = [t_max + (t_min - t_max) * i / max(steps - 1, 1) for i in range(steps)]
+    n_inv = [max(1, int(inversion_steps * t)) for t in ts]
+    evals_inv, evals_fwd = _evals(prior, g_inv), nfe_multiplier(s)
+
+    def direction(s, i, f):
+        tick = round(ts[i] * (T - 1))
+        extra = float(torch.rand((), generator=s.generator, dtype=torch.float64, device=s.device)) * tau if tau else 0.0
+        tick_inv = min(round((ts[i] + extra) * (T - 1)), T - 1)
+        grid, ev = inversion_grid(sched, tick_inv, n_inv[i])
+        flat = f.flatten(0, 1)
+        x_inv = ddim_invert(prior, flat, grid, eval_sigmas=ev, cond=s.item_conds, guidance_scale=g_inv,
+                            eta=float(inversion_eta), generator=s.generator).reshape(f.shape)
+        sig = float(sched.sigmas[tick])
+        if time_label == "renoise":
+            x = f + sig * (x_inv - f) / float(grid[-1])  # kappa = (x_inv - f) / sigma_inv, re-noised at sigma_t
+        else:  # SDI's code: the VP latent at t + tau_i, labelled t
+            x = math.sqrt(float(sigma_to_alpha_bar(grid[-1])) / float(sigma_to_alpha_bar(sig))) * x_inv
+        eh = prior_eps(s, x, sig)
+        # x0_hat - f: the descent direction of 1/2 ||f - sg(x0_hat)||^2
+        return x - sig * eh - f, sig, len(ev) * evals_inv + evals_fwd
+
+    return direction
+
+
 def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | None = None, generator=None,
         params0=None, cond=None, guidance_scale=None, lr: float = 0.01, optimizer: str = "adam",
         t_range=(0.2, 0.98), inversion_steps: int = 10, inversion_guidance_scale="mirror",
@@ -211,29 +244,7 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
             g_inv = -g if inversion_guidance_scale == "mirror" else 2.0 - g
     else:
         g_inv = _check_scale(prior, inversion_guidance_scale, "inversion_guidance_scale")
-    sched = prior.schedule
-    T = sched.num_train_timesteps
-    ts = [t_max + (t_min - t_max) * i / max(steps - 1, 1) for i in range(steps)]
-    n_inv = [max(1, int(inversion_steps * t)) for t in ts]
-    evals_inv, evals_fwd = _evals(prior, g_inv), nfe_multiplier(s)
-
-    def direction(s, i, f):
-        tick = round(ts[i] * (T - 1))
-        extra = float(torch.rand((), generator=s.generator, dtype=torch.float64, device=s.device)) * tau if tau else 0.0
-        tick_inv = min(round((ts[i] + extra) * (T - 1)), T - 1)
-        grid, ev = inversion_grid(sched, tick_inv, n_inv[i])
-        flat = f.flatten(0, 1)
-        x_inv = ddim_invert(prior, flat, grid, eval_sigmas=ev, cond=s.item_conds, guidance_scale=g_inv,
-                            eta=float(inversion_eta), generator=s.generator).reshape(f.shape)
-        sig = float(sched.sigmas[tick])
-        if time_label == "renoise":
-            x = f + sig * (x_inv - f) / float(grid[-1])  # kappa = (x_inv - f) / sigma_inv, re-noised at sigma_t
-        else:  # SDI's code: the VP latent at t + tau_i, labelled t
-            x = math.sqrt(float(sigma_to_alpha_bar(grid[-1])) / float(sigma_to_alpha_bar(sig))) * x_inv
-        eh = prior_eps(s, x, sig)
-        # x0_hat - f: the descent direction of 1/2 ||f - sg(x0_hat)||^2
-        return x - sig * eh - f, sig, len(ev) * evals_inv + evals_fwd
-
+    direction = sdi_direction(s, steps, (t_min, t_max), inversion_steps, g_inv, float(inversion_eta), tau, time_label)
     return optimise(s, steps, "sdi", direction, optimizer=optimizer, lr=lr,
                     settings=dict(t_range=repr((t_min, t_max)), inversion_steps=inversion_steps,
                                   inversion_guidance_scale=g_inv, inversion_eta=float(inversion_eta), tau=float(tau),
