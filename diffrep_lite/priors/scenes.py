@@ -88,7 +88,7 @@ def turn_scene(params: dict, half_turns: int = 1) -> dict:
     """The scene turned by ``half_turns`` x 180 degrees about the vertical (``z``) axis: ``(x, y) -> (-x, -y)``.
 
     ``params``: :class:`~diffrep_lite.diffreps.VoxelNeRF` parameters (``[B, C, G, G, G]`` grids indexed ``[z, y,
-    x]`` on a grid symmetric about 0, :func:`~diffrep_lite.diffreps.nerf.voxel_positions`); other entries (a
+    x]`` on a grid symmetric about 0, ``diffrep_lite.diffreps.nerf.voxel_positions``); other entries (a
     background) are kept. A camera at azimuth ``a`` sees the turned scene as a camera at ``a + 180`` sees it.
     """
     if isinstance(half_turns, bool) or not isinstance(half_turns, int):
