@@ -212,9 +212,8 @@ def figure(out: dict, path: str):
     import matplotlib.pyplot as plt
 
     toys = out["toys"]
-    cols = min(2, len(toys))
-    rows = -(-len(toys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.2 * rows), squeeze=False)
+    cols, rows = 1, len(toys)  # one panel per row, drawn at the book column's width (700 px at 100 dpi)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.0, 3.4 * rows), squeeze=False)
     for ax in axes.flat[len(toys):]:
         ax.axis("off")
     for ax, (toy, t) in zip(axes.flat, toys.items()):
@@ -236,14 +235,14 @@ def figure(out: dict, path: str):
                                 capsize=2)
             ax.bar(i + (K - K / 2) * width, blend, width, color="0.6", label="blend" if i == 0 else None)
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([nm.replace(" (DDR's time)", "\n(DDR's time)") for nm in names], fontsize=7)
+        ax.set_xticklabels([nm.replace(" (DDR's time)", "\n(DDR's time)") for nm in names], fontsize=9)
         ax.set_ylim(0, 1.25)
         ax.set_ylabel("share of samples")
         ax.set_title(f"{toy}: weights {' / '.join(f'{w:g}' for w in t['weights'])}, "
-                     f"n = {out['n']} per method", fontsize=9)
-        ax.legend(fontsize=7, loc="upper center", ncol=K + 1, frameon=False)
+                     f"n = {out['n']} per method", fontsize=10)
+        ax.legend(fontsize=9, loc="upper center", ncol=K + 1, frameon=False)
     plt.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
