@@ -21,7 +21,9 @@ number of prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
 
 Scores (``diffrep_lite.consistency.evaluate_scenes``; shipped azimuth classifier ``objects_features``): every
 sample is rendered from all 8 bins; **Janus rate** = share of samples with some render predicted >= 2 bins from
-its camera's bin (over all bins, over the sampled bins, over the held-out bins); **per-azimuth KID** of the renders
+its camera's bin (over all bins, over the sampled bins, over the held-out bins), split into **two-faced** (a face at
+a back-side camera), **faceless** (the back at a face-side camera) and consistent samples from every render's
+predicted bin (``consistency.face_sides``, stored per sample as ``predicted``); **per-azimuth KID** of the renders
 against 256 held-out objects at that bin (classifier features); **colour spread** (how much a sample's views
 disagree on the body colour, ``consistency.colour_spread``; data objects: about 0.12); **colour diversity** (how much
 the samples differ in body colour, ``consistency.colour_diversity``; data objects: about 1). Writes ``--out`` (JSON) and, with ``--png``, a
@@ -37,6 +39,8 @@ import json
 import time
 
 import torch
+
+from diffrep_lite.consistency import face_sides
 
 from . import harness
 
@@ -87,6 +91,10 @@ def summary(ev):
     d["kid_per_bin"] = ev["kid_per_bin"]
     d["kid_mean"] = sum(ev["kid_per_bin"]) / len(ev["kid_per_bin"])
     d["janus"] = ev["janus"].int().tolist()
+    d["predicted"] = ev["predicted"].tolist()  # [n, 8] the classifier's bin for each sample's render at each bin
+    d["rotation"] = ev["rotation"].tolist()
+    sides = face_sides(ev["predicted"] - ev["rotation"][:, None])  # turned back by janus's offset (camera-blind)
+    d.update({k: int(v.sum()) for k, v in sides.items()})  # two_faced, faceless, consistent: sample counts
     return d
 
 

@@ -26,7 +26,8 @@ from torch import nn
 from .metrics import SmallConvNet
 
 __all__ = ["AzimuthNet", "load_azimuth_net", "azimuth_features", "predict_bins", "circular_distance", "janus",
-           "per_azimuth_kid", "two_faced", "object_nerf", "evaluate_scenes", "colour_spread", "colour_diversity"]
+           "per_azimuth_kid", "two_faced", "face_sides", "object_nerf", "evaluate_scenes", "colour_spread",
+           "colour_diversity"]
 
 
 class AzimuthNet(SmallConvNet):
@@ -203,6 +204,35 @@ def two_faced(params: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- the NeRF experiment
+def face_sides(predicted, camera_bins=None, bins: int = 8) -> dict:
+    """Which way each sample's views face: two-faced, faceless or consistent.
+
+    Bin 0 looks at the face and bin ``bins / 2`` at the back (:func:`~diffrep_lite.data.object_cameras`); the
+    *face side* is the bins within one of 0, the *back side* those within one of ``bins / 2``. A view *shows a
+    face* when its predicted bin is on the face side, *the back* when it is on the back side.
+
+    Args:
+        predicted: ``[B, V]`` predicted bins (:func:`predict_bins`); camera_bins: the ``V`` cameras' bins
+            (default ``0 .. V-1``).
+
+    Returns:
+        ``{"two_faced": bool [B] (a face at a back-side camera), "faceless": bool [B] (the back at a face-side
+        camera), "consistent": bool [B] (neither)}``.
+    """
+    pred = torch.as_tensor(predicted, dtype=torch.long)
+    cam = torch.arange(pred.shape[1]) if camera_bins is None else torch.as_tensor(list(camera_bins), dtype=torch.long)
+    if pred.ndim != 2 or cam.numel() != pred.shape[1]:
+        raise ValueError(f"predicted must be [B, V] with one camera bin per column, got {list(pred.shape)} and "
+                         f"{cam.numel()} camera bins")
+    face = circular_distance(pred, torch.zeros_like(pred), bins) <= 1
+    back = circular_distance(pred, torch.full_like(pred, bins // 2), bins) <= 1
+    cam_face = circular_distance(cam, torch.zeros_like(cam), bins) <= 1
+    cam_back = circular_distance(cam, torch.full_like(cam, bins // 2), bins) <= 1
+    two = (face & cam_back[None]).any(1)
+    less = (back & cam_face[None]).any(1)
+    return {"two_faced": two, "faceless": less, "consistent": ~(two | less)}
+
+
 def object_nerf(sampled_bins=(0, 1, 2, 4, 5, 6), *, grid: int = 12, n_samples: int | None = None, bins: int | None = None,
                 **kw):
     """The voxel NeRF that samples a toy object with a view-conditioned prior: cameras at the azimuth bins
@@ -243,7 +273,8 @@ def evaluate_scenes(nerf, params: dict, data: torch.Tensor, *, sampled_bins=None
         (:func:`colour_diversity` of the sampled views), "kid_pooled" (all renders
         against all data renders, whatever their bins: what the views look like, not whether they fit their bin),
         "kid_per_bin": [bins], "kid_sampled", "kid_heldout" (means over those bins), "sampled_bins",
-        "heldout_bins"}``.
+        "heldout_bins", "predicted": long [B, bins] (the classifier's bin for every render; see :func:`face_sides`),
+        "rotation": long [B] (:func:`janus`'s offset; 0 unless ``up_to_rotation``)}``.
     """
     from .data import object_cameras
     from .metrics import kid
@@ -269,7 +300,9 @@ def evaluate_scenes(nerf, params: dict, data: torch.Tensor, *, sampled_bins=None
     every, on = janus_of(list(range(bins))), janus_of(sampled)
     fe = azimuth_features() if features is None else features
     kids = per_azimuth_kid(x, data, range(bins), features=fe)
-    out = {"renders": x, "janus": every["janus"], "janus_rate": every["rate"], "janus_rate_sampled": on["rate"],
+    out = {"renders": x, "predicted": pred, "rotation": every["rotation"], "janus": every["janus"],
+           "janus_rate": every["rate"],
+           "janus_rate_sampled": on["rate"],
            "view_accuracy": every["view_accuracy"], "kid_per_bin": kids,
            "colour_spread": float(colour_spread(x, net).mean()), "colour_diversity": colour_diversity(x[:, sampled], net),
            "kid_pooled": kid(x.flatten(0, 1), data.flatten(0, 1), features=fe),
