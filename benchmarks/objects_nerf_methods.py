@@ -41,6 +41,7 @@ import time
 import torch
 
 from diffrep_lite.consistency import face_sides
+from diffrep_lite.samplers.sdi import steps_for_nfe
 
 from . import harness
 
@@ -51,7 +52,9 @@ SWEEP = {m: [(lr, cfg) for cfg in (3.0, 10.0, 30.0) for lr in (0.1, 0.3, 1.0)] f
 #: re-noises further up before each repeat, so the views can reorganise coarse structure (RePaint's own default
 #: is j = 10).
 DDR_SWEEP = [(18, 2, 1), (12, 3, 1), (9, 4, 1), (6, 6, 1), (9, 4, 3), (12, 3, 4), (6, 6, 3), (6, 6, 6)]
-DEFAULT = {"sjc": dict(lr=0.05, cfg=None), "sds": dict(lr=0.05, cfg=None)}  # cfg None: --cfg
+DEFAULT = {"sjc": dict(lr=0.05, cfg=None), "sds": dict(lr=0.05, cfg=None), "sdi": dict(lr=0.05, cfg=None)}
+#: SDI's DDIM inversion steps at t = 1 here: few, so that SDI gets more than a handful of steps at DDR's budget.
+SDI_INVERSION_STEPS = 2  # cfg None: --cfg
 
 
 def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8, fit_iters=1, jump=1,
@@ -71,6 +74,9 @@ def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_it
         kw = repaint_kw
     elif method == "ddr_no_repaint":
         kw = dict(steps=budget, solver_iters=solver_iters, fit_iters=fit_iters, view_noise="shared", eta=step_eta)
+    elif method == "sdi":  # as many SDI steps as fit the budget, its DDIM inversions (2 steps at t = 1) included
+        kw = dict(steps=steps_for_nfe(budget, inversion_steps=SDI_INVERSION_STEPS), lr=lr,
+                  inversion_steps=SDI_INVERSION_STEPS)
     else:
         kw = dict(steps=budget, lr=lr)
     t0 = time.perf_counter()
@@ -145,7 +151,8 @@ def main(argv=None):
     ap.add_argument("--bins", type=int, nargs="+", default=[0, 1, 2, 4, 5, 6], help="azimuth bins the NeRF is sampled on")
     ap.add_argument("--grid", type=int, default=12)
     ap.add_argument("--methods", nargs="+",
-                    default=["ddr", "ddr_stochastic", "ddr_fits", "ddr_independent", "ddr_no_repaint", "sjc", "sds"])
+                    default=["ddr", "ddr_stochastic", "ddr_fits", "ddr_independent", "ddr_no_repaint", "sjc", "sds"],
+                    help="methods to run; also 'sdi' (SDS's learning rate, 2 inversion steps, steps at the same NFE)")
     ap.add_argument("--sweep", action="store_true", help="pick SJC's and SDS's learning rates by a sweep first")
     ap.add_argument("--sweep-n", type=int, default=16)
     ap.add_argument("--sweep-seed", type=int, default=100)
@@ -182,6 +189,7 @@ def main(argv=None):
     best = {m: dict(v) for m, v in DEFAULT.items()}
     if a.lr is not None:
         best["sjc"]["lr"], best["sds"]["lr"] = a.lr
+        best["sdi"]["lr"] = a.lr[1]  # SDI is SDS with inverted noise: SDS's learning rate
     if a.peer_cfg is not None:
         best["sjc"]["cfg"], best["sds"]["cfg"] = a.peer_cfg
     sweep = {}
