@@ -2,9 +2,8 @@
 the progress bar and the result type. Nothing here is method-specific."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -112,14 +111,6 @@ def check_int(value, name, minimum=1):
     return value
 
 
-_check_int = check_int
-
-
-def check_positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
 
 def check_choice(value, name, choices):
     if value not in choices:
@@ -172,7 +163,7 @@ def setup(prior, diffrep, *, steps, n, seed, generator, params0, cond, guidance_
                 f"diffrep renders views of shape {tuple(diffrep.view_shape)}, but the prior's data shape is "
                 f"{tuple(prior.data_shape)}"
             )
-        V = _check_int(diffrep.n_views, "diffrep.n_views")
+        V = check_int(diffrep.n_views, "diffrep.n_views")
     if params0 is not None:
         if diffrep is None:
             raise ValueError("params0 was given but there is no diffrep")
@@ -185,7 +176,7 @@ def setup(prior, diffrep, *, steps, n, seed, generator, params0, cond, guidance_
         if n is not None and n != n0:
             raise ValueError(f"n={n} does not match params0's batch size {n0}")
         n = n0
-    n = _check_int(1 if n is None else n, "n")
+    n = check_int(1 if n is None else n, "n")
     check_guidance(prior, guidance_scale)
     view_conds = diffrep.view_conds() if diffrep is not None else None
     conds = _broadcast_cond(cond, n)
@@ -202,26 +193,6 @@ def setup(prior, diffrep, *, steps, n, seed, generator, params0, cond, guidance_
     prior.check_cond(items, n * V)  # also for items=None: a prior that needs a condition says so here
     gen = make_generator(seed, generator, device)
     return Setup(prior, diffrep, n, V, gen, params0, items, guidance_scale, dtype, device)
-
-
-def draw_view_noise(s: Setup, shared: bool = False) -> torch.Tensor:
-    """Standard normal noise for every view, ``[n, V, *shape]``: independent per view, or (``shared``)
-    the diffrep's :meth:`~diffrep_lite.diffreps.base.Diffrep.shared_noise` (one field seen through the views)."""
-    if shared:
-        return s.diffrep.shared_noise(s.n, generator=s.generator, dtype=s.dtype, device=s.device)
-    return torch.randn(s.n, s.V, *s.prior.data_shape, generator=s.generator, dtype=s.dtype, device=s.device)
-
-
-def init_state(s: Setup, shared_noise: bool = False):
-    """Initial per-view noise ``[n, V, *shape]`` (drawn first, see :func:`draw_view_noise`) and parameters
-    (drawn second)."""
-    eps = draw_view_noise(s, shared_noise)
-    params = s.params
-    if params is None and s.diffrep is not None:
-        params = s.diffrep.init_params(s.n, generator=s.generator, dtype=s.dtype, device=s.device)
-    elif params is not None:
-        params = {k: t.detach().clone() for k, t in params.items()}
-    return eps, params
 
 
 def prior_eps(s: Setup, x: torch.Tensor, sigma) -> torch.Tensor:
@@ -266,10 +237,6 @@ def nfe_multiplier(s: Setup) -> int:
 def bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape a per-sample ``[n]`` vector to broadcast against ``like`` ``[n, ...]``."""
     return v.reshape(-1, *([1] * (like.ndim - 1)))
-
-
-def trace_append(trace: dict, key: str, value: Any):
-    trace.setdefault(key, []).append(value)
 
 
 def check_t_range(t_range) -> tuple[float, float]:

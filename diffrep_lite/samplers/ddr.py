@@ -66,8 +66,7 @@ class DDRStep(Step):
 
     def init(self, s) -> State:
         eps = self.draw_noise(s)  # noise first, then parameters: the reference sampler draws the same noise
-        params = (s.diffrep.init_params(s.n, generator=s.generator, dtype=s.dtype, device=s.device) if s.params is None
-                  else {k: t.detach().clone() for k, t in s.params.items()})
+        params = self.initial_params(s)
         with torch.no_grad():
             return State(x=s.diffrep.render(params), params=params, eps=eps)
 

@@ -58,10 +58,7 @@ class OptimiserStep(Step):
 
     def init(self, s) -> State:
         self.draw_noise(s)  # drawn and unused: the parameters come from the same random stream as DDR's
-        params = s.params
-        if params is None:
-            params = s.diffrep.init_params(s.n, generator=s.generator, dtype=s.dtype, device=s.device)
-        self._start(s, params)
+        self._start(s, self.initial_params(s))
         return State(x=self._f.detach(), params={k: t.detach() for k, t in self._leaves.items()})
 
     def __call__(self, s, state, i, sig, sig_next, repeat=0):

@@ -138,6 +138,12 @@ class Step:
         classifier-free guidance included)."""
         raise NotImplementedError
 
+    def initial_params(self, s: Setup) -> dict:
+        """``params0`` (copied), or the diffrep's initial parameters drawn from ``s.generator``."""
+        if s.params is not None:
+            return {k: t.detach().clone() for k, t in s.params.items()}
+        return s.diffrep.init_params(s.n, generator=s.generator, dtype=s.dtype, device=s.device)
+
     def observe(self, state: State, sigma) -> torch.Tensor:
         """What the trace, the callback and the result show of a state at level ``sigma``: the render."""
         return state.x
@@ -174,9 +180,12 @@ class RePaint:
             raise ValueError(f"RePaint (repaint_iters > 1) needs a step that tracks per-view noise; "
                              f"{step.name!r} does not")
 
-    def blocks(self, steps: int, start: int = 0):
+    def check(self, steps: int) -> None:
+        """``jump`` must fit the run (before any work)."""
         if self.jump > steps:
             raise ValueError(f"jump must be <= steps ({steps}), got {self.jump}")
+
+    def blocks(self, steps: int, start: int = 0):
         return [range(b, min(b + self.jump, steps)) for b in range(start, steps, self.jump)]
 
     def jump_back(self, s: Setup, state: State, sigmas) -> State:
@@ -195,9 +204,16 @@ def _bound(prior) -> float:
 
 
 def guard(method: str, where: str, sigma, hint: str, state: State, bound: float) -> None:
-    """Raise :class:`DivergenceError` if the state is non-finite or its render left ``[-bound, bound]``."""
+    """Raise :class:`DivergenceError` if the state is non-finite or its render left ``[-bound, bound]``.
+
+    One host synchronisation when all is well (``|x| <= bound`` is False for NaN too); the messages that name the
+    first non-finite entry are built only on failure."""
+    peak = state.x.detach().abs().amax()
+    ok = [peak <= bound] + [torch.isfinite(t).all() for t in (state.params or {}).values()]
+    if all(torch.stack(ok).tolist()):
+        return
     check_finite(method, where, sigma, hint, render=state.x, params=state.params)
-    peak = float(state.x.detach().abs().amax())
+    peak = float(peak)
     if peak > bound:
         raise DivergenceError(f"{method}: the render reached |x| = {peak:.3g} at {where} (sigma = "
                               f"{_fmt_sigma(sigma)}), far outside the prior's data range (bound {bound:.3g}); the run "
@@ -217,6 +233,7 @@ def run(s: Setup, sampler, steps: int, *, progress: bool = True, callback=None, 
     check_progress(progress)
     rp = sampler if isinstance(sampler, RePaint) else RePaint(sampler)
     step = rp.step
+    rp.check(steps)
     step.check(s)
     if checkpoint is not None and (checkpoint.path is not None or checkpoint.resume_from is not None):
         checkpoint.begin(s, steps)

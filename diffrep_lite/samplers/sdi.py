@@ -31,7 +31,7 @@ import torch
 
 from ..priors.base import Prior, mix_guidance
 from ..schedule import sigma_to_alpha_bar
-from .common import SampleResult, _check_int, check_t_range, nfe_multiplier, prior_eps, setup
+from .common import SampleResult, check_int, check_t_range, nfe_multiplier, prior_eps, setup
 from .distill import optimise
 
 __all__ = ["sdi", "sdi_direction", "ddim_invert", "inversion_grid", "guided_eps", "TIME_LABELS", "steps_for_nfe"]
@@ -84,7 +84,7 @@ def inversion_grid(schedule, tick: int, steps: int) -> tuple[torch.Tensor, torch
     T = schedule.num_train_timesteps
     if isinstance(tick, bool) or not isinstance(tick, int) or not 0 <= tick < T:
         raise ValueError(f"tick must be an int in [0, {T - 1}], got {tick!r}")
-    steps = _check_int(steps, "steps")
+    steps = check_int(steps, "steps")
     ticks = sorted({round(j * tick / steps) for j in range(1, steps + 1)})
     table = schedule.sigmas
     sig = torch.cat([torch.zeros(1, dtype=torch.float64), table[ticks]])
@@ -137,8 +137,8 @@ def steps_for_nfe(nfe: int, *, inversion_steps: int = 10, t_range=(0.2, 0.98)) -
     """The most :func:`sdi` steps whose prior evaluations per view (inversion included, no guidance) are
     ``<= nfe``: step ``i`` costs ``max(1, int(inversion_steps * t_i)) + 1`` with ``t_i`` decaying linearly
     from ``t_range[1]`` to ``t_range[0]``. At least 1."""
-    _check_int(nfe, "nfe")
-    _check_int(inversion_steps, "inversion_steps")
+    check_int(nfe, "nfe")
+    check_int(inversion_steps, "inversion_steps")
     t_min, t_max = check_t_range(t_range)
     best = 1
     for steps in range(1, nfe + 1):
@@ -225,7 +225,7 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
     s = setup(prior, diffrep, steps=steps, n=n, seed=seed, generator=generator, params0=params0, cond=cond,
               guidance_scale=guidance_scale, flags=dict(progress=progress, return_trace=return_trace))
     t_min, t_max = check_t_range(t_range)
-    _check_int(inversion_steps, "inversion_steps")
+    check_int(inversion_steps, "inversion_steps")
     if isinstance(inversion_eta, bool) or not isinstance(inversion_eta, (int, float)) or not 0 <= inversion_eta <= 1:
         raise ValueError(f"inversion_eta must lie in [0, 1], got {inversion_eta!r}")
     if tau == "published":
