@@ -30,6 +30,8 @@ from typing import Callable
 import torch
 from torch.func import jacrev, jvp, vjp
 
+from .validation import check_int, check_real
+
 __all__ = ["solve", "SOLVERS", "Solver", "Dense", "Kernel", "CG", "Adam", "GD", "make_solver", "dense_solve", "kernel_solve", "cg_solve", "adam_solve", "gd_solve",
            "KroneckerPreconditioner", "JacobiPreconditioner", "hutchinson_diagonal", "PRECONDITIONERS", "preconditioner"]
 
@@ -338,25 +340,24 @@ def preconditioner(kind: str, diffrep, params: Params, *, probes: int = 16, gene
 SOLVERS = {"dense": dense_solve, "kernel": kernel_solve, "cg": cg_solve, "adam": adam_solve, "gd": gd_solve}
 
 
-def _check_options(name: str, options: dict) -> dict:
-    """Reject options the solver ``name`` does not have (by name, listing its options) and bad values."""
-    from .samplers.common import check_int
-    from .validation import check_real
-
+def _check_options(name: str, options: dict, shown: dict | None = None) -> dict:
+    """Reject options the solver ``name`` does not have (by name, listing its options) and bad values; an error
+    names option ``k`` as ``shown[k]`` (the samplers' flat keywords, e.g. ``solver_iters``) where given."""
     allowed = [p.name for p in inspect.signature(SOLVERS[name]).parameters.values() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(f"the {name!r} solver has no option {', '.join(map(repr, unknown))}; its options are "
                         f"{', '.join(allowed)}")
+    shown = shown or {}
     for k, v in options.items():
         if k == "iters":
-            check_int(v, "iters")
+            check_int(v, shown.get(k, k))
         elif k == "check_every":
             check_int(v, "check_every", minimum=0)
         elif k in ("damping", "tol"):
-            check_real(v, k, low=0.0)
+            check_real(v, shown.get(k, k), low=0.0)
         elif k == "lr":
-            check_real(v, "lr", low=0.0, low_open=True)
+            check_real(v, shown.get(k, k), low=0.0, low_open=True)
         elif k in ("precond", "callback", "kernel") and v is not None and not callable(v):
             raise TypeError(f"{k} must be callable or None, got {type(v).__name__}")
     return options
@@ -522,16 +523,9 @@ def make_solver(solver, *, iters=None, damping=None, lr=None, preconditioner=Non
     """A :class:`Solver` from a name and the flat keywords of the samplers (``solver_iters`` -> ``iters``,
     ``damping``, ``solver_lr`` -> ``lr``, ``preconditioner``), or ``solver`` itself when it is a Solver already
     (then no flat keyword may be given). A keyword the named solver does not use is an error."""
-    from .samplers.common import check_int
-    from .validation import check_real
-
     given = {k: v for k, v in dict(iters=iters, damping=damping, lr=lr, preconditioner=preconditioner).items()
              if v is not None}
     flat = {"iters": "solver_iters", "lr": "solver_lr", "damping": "damping", "preconditioner": "preconditioner"}
-    for k, flat_name in (("iters", "solver_iters"), ("lr", "solver_lr"), ("damping", "damping")):
-        if k in given:
-            check_int(given[k], flat_name) if k == "iters" else \
-                check_real(given[k], flat_name, low=0.0, low_open=k == "lr")
     if isinstance(solver, Solver):
         if given:
             raise ValueError(f"solver is a {type(solver).__name__} object; set "
@@ -545,4 +539,5 @@ def make_solver(solver, *, iters=None, damping=None, lr=None, preconditioner=Non
     if extra:
         raise ValueError(f"solver={solver!r} does not use {', '.join(flat[k] for k in extra)}; its options are "
                          f"{', '.join(flat.get(k, k) for k in names)}")
+    _check_options(solver, {k: v for k, v in given.items() if k != "preconditioner"}, shown=flat)
     return cls(**given)

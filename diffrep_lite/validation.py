@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import torch
 
-__all__ = ["check_bool", "check_real", "check_finite_values", "check_finite_tensor", "check_seed", "check_dtype",
+__all__ = ["check_bool", "check_int", "check_real", "check_finite_values", "check_finite_tensor", "check_seed", "check_dtype",
            "check_view_conditioning", "check_sampler_options", "resolve_model_source", "offline_mode", "SEED_MAX"]
 
 #: Seeds are 64-bit: ``torch.Generator.manual_seed`` takes ints in ``[0, 2**64)``.
@@ -31,6 +31,16 @@ def check_bool(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return value
+
+
+def check_int(value, name, minimum=1):
+    """``value`` as an int ``>= minimum``; TypeError / ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
 
 
 def check_real(value, name: str, *, low: float | None = None, high: float | None = None,

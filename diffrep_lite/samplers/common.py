@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from ..diffreps.base import Diffrep, check_params
 from ..priors.base import Prior, check_guidance
 from ..schedule import _check_steps
-from ..validation import check_sampler_options, check_seed
+from ..validation import check_int, check_sampler_options, check_seed
 
 __all__ = ["SampleResult", "Setup", "setup", "prior_eps", "progress_range", "check_progress", "DivergenceError",
            "check_finite"]
@@ -100,16 +100,6 @@ class Setup:
     guidance_scale: float | None
     dtype: torch.dtype
     device: torch.device
-
-
-def check_int(value, name, minimum=1):
-    """``value`` as an int ``>= minimum``; TypeError / ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
 
 
 def check_choice(value, name, choices):
