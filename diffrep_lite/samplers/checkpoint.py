@@ -102,15 +102,15 @@ class CheckpointPlan:
             folder = self.path.parent
             if not folder.is_dir():
                 raise ValueError(f"checkpoint_path={str(self.path)!r}: the folder {str(folder)!r} does not "
-                                        f"exist; create it first")
+                                 f"exist; create it first")
             if not os.access(folder, os.W_OK):
                 raise ValueError(f"checkpoint_path={str(self.path)!r}: the folder {str(folder)!r} is not writable")
             resuming_it = self.resume_from is not None and self.path.exists() and \
                 self.resume_from.exists() and os.path.samefile(self.path, self.resume_from)
             if self.path.exists() and not (resuming_it or overwrite):
                 raise ValueError(f"checkpoint_path={str(self.path)!r} exists and is not the run being resumed: "
-                                      f"pass resume_from={str(self.path)!r} to continue it, overwrite=True to "
-                                      f"replace it, or another path")
+                                 f"pass resume_from={str(self.path)!r} to continue it, overwrite=True to "
+                                 f"replace it, or another path")
 
     @staticmethod
     def _read(path: Path) -> dict:

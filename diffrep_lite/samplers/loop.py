@@ -248,8 +248,10 @@ def run(s: Setup, sampler, steps: int, *, progress: bool = True, callback=None, 
               "diffrep's settings", state, bound)
     if start % rp.jump and start != steps:
         raise ValueError(f"resume_from: checkpoint step {start} is not a block boundary for jump={rp.jump}")
-    x0 = step.observe(state, sigmas[start])
-    trace = {"sigmas": sigmas if step.tracks_noise else [], **({"x": [x0.detach().cpu()]} if return_trace else {})}
+    trace = {"sigmas": sigmas if step.tracks_noise else []}
+    if return_trace:
+        trace["x"] = [step.observe(state, sigmas[start]).detach().cpu()]
+    unit = "level" if step.tracks_noise else "step"
     bar = progress_range(steps, progress, step.name.upper())
     bar.update(start)
     evals, last_saved = 0, start
@@ -260,7 +262,7 @@ def run(s: Setup, sampler, steps: int, *, progress: bool = True, callback=None, 
                 if u and step.restart_repeats:  # the block's saved theta, with the noise the jump re-drew
                     state = replace(saved, eps=state.eps)
                 for i in block:
-                    where = f"{'level' if step.tracks_noise else 'step'} {i}" + (f" (RePaint repeat {u + 1} of {rp.iters})" if rp.iters > 1 else "")
+                    where = f"{unit} {i}" + (f" (RePaint repeat {u + 1} of {rp.iters})" if rp.iters > 1 else "")
                     state, sig, ev = step(s, state, i, float(sigmas[i]), float(sigmas[i + 1]), repeat=u)
                     evals += ev
                     guard(step.name, where, sig, step.hint, state, bound)
@@ -280,14 +282,12 @@ def run(s: Setup, sampler, steps: int, *, progress: bool = True, callback=None, 
                 last_saved = block.stop
     except DivergenceError as e:
         if checkpoint is not None and last_saved > start:
-            unit = "level" if step.tracks_noise else "step"
             raise DivergenceError(f"{e}. The last checkpoint, written after {unit} {last_saved} with finite values, "
                                   f"is kept at {str(checkpoint.path)!r}") from None
         raise
     finally:
         bar.close()
-    x = step.observe(state, sigmas[-1]) if step.tracks_noise else state.x
-    return SampleResult(x=x, params=state.params, nfe=evals, trace=trace, method=step.name)
+    return SampleResult(x=step.observe(state, sigmas[-1]), params=state.params, nfe=evals, trace=trace, method=step.name)
 
 
 def check_view_noise(view_noise: str, s: Setup) -> str:
