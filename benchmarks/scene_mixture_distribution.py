@@ -115,6 +115,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--toys", nargs="*", default=["three", "turned"], choices=["three", "turned"])
     p.add_argument("--wallclock", action="store_true", help="also peers at DDR's wall-clock time")
+    p.add_argument("--wallclock-from", default=None, metavar="JSON",
+                   help="only the peers, each given as many steps as fit in the wall-clock time of DDR's run stored "
+                        "in JSON (its per-step time from the same file); writes --out")
     p.add_argument("--grid", action="store_true", help="DDR settings on the 'three' toy")
     p.add_argument("--cameras", type=int, default=8, choices=[8, 24],
                    help="training cameras: 8 (4 azimuths x elevations 0, 40) or 24 (notebook 05's rig: 6 x -30, 0, 30, 60)")
@@ -142,6 +145,8 @@ def main(argv=None):
         figure(merged, args.png)
         return
     torch.set_num_threads(args.threads)
+    if args.wallclock_from:
+        return wallclock_from(args)
     from diffrep_lite.priors import BLEND_PSNR, distribution_toy
     from diffrep_lite.samplers.sdi import steps_for_nfe
 
@@ -173,14 +178,7 @@ def main(argv=None):
                   f"{sec:.0f}s", flush=True)
             save()
         if args.wallclock:
-            t_ddr = res["DDR"]["seconds"]
-            for name, method, kw in [r for r in runs if r[0] != "DDR"]:
-                per_step = res[name]["seconds"] / kw["steps"]
-                kw2 = {**kw, "steps": max(kw["steps"], int(t_ddr / per_step))}
-                r, sec = run_method(method, prior, nerf, n=args.n, seed=args.seed, **kw2)
-                res[name + " (DDR's time)"] = {**score(nerf, r, scenes, weights, held, sec), "options": kw2}
-                print(toy, name, "wall-clock", kw2["steps"], res[name + " (DDR's time)"]["counts"], flush=True)
-                save()
+            run_at_ddr_time(res, res, prior, nerf, scenes, weights, held, args, toy, save)
 
     if args.grid:
         nerf, prior, scenes, weights, held = distribution_toy("three", **cams)
@@ -202,6 +200,55 @@ def main(argv=None):
     save()
     if args.png and out["toys"]:
         figure(out, args.png)
+
+
+def run_at_ddr_time(stored, res, prior, nerf, scenes, weights, held, args, toy, save):
+    """Every stored peer again, given as many steps as fit in the stored DDR run's wall-clock time.
+
+    The step count is fixed before the run from the stored seconds (DDR's, and the peer's own per step, timed in
+    the same process), so it does not depend on the load while this runs; the new run's seconds are recorded too.
+    """
+    t_ddr = stored["DDR"]["seconds"]
+    for name in [m for m in ("SJC", "SDS", "SDI") if m in stored and m in args.methods]:
+        kw = dict(stored[name]["options"])
+        per_step = stored[name]["seconds"] / kw["steps"]
+        kw2 = {**kw, "steps": max(kw["steps"], int(t_ddr / per_step))}
+        r, sec = run_method(name.lower(), prior, nerf, n=args.n, seed=args.seed, **kw2)
+        key = name + " (DDR's time)"
+        res[key] = {**score(nerf, r, scenes, weights, held, sec), "options": kw2,
+                    "ddr_seconds": t_ddr, "stored_seconds_per_step": per_step}
+        print(toy, key, kw2["steps"], "steps", res[key]["counts"], "blends", res[key]["blends"],
+              f"p {res[key]['p']:.3g}", f"{sec:.0f}s", flush=True)
+        save()
+
+
+def wallclock_from(args):
+    """``--wallclock-from``: the peers at the wall-clock time of the DDR run stored in ``args.wallclock_from``."""
+    from diffrep_lite.priors import BLEND_PSNR, distribution_toy
+
+    with open(args.wallclock_from) as fh:
+        stored = json.load(fh)
+    cams = CAMERAS[args.cameras]
+    out = {"n": args.n, "seed": args.seed, "blend_psnr": BLEND_PSNR, "wallclock_from": args.wallclock_from,
+           "toys": {}, "torch": torch.__version__, "platform": platform.platform(), "threads": args.threads,
+           "cameras": cams}
+    if args.n != stored["n"] or args.seed != stored["seed"]:
+        raise SystemExit(f"--n/--seed must match the stored run ({stored['n']}, {stored['seed']})")
+
+    def save():
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as fh:
+            json.dump(out, fh, indent=1)
+
+    for toy in args.toys:
+        nerf, prior, scenes, weights, held = distribution_toy(toy, **cams)
+        t = stored["toys"][toy]
+        if t["views"] != nerf.n_views:
+            raise SystemExit(f"--cameras {args.cameras} gives {nerf.n_views} views; the stored {toy} run has {t['views']}")
+        res = {}
+        out["toys"][toy] = {"weights": weights, "views": nerf.n_views, "held_out_views": len(held), "methods": res}
+        run_at_ddr_time(t["methods"], res, prior, nerf, scenes, weights, held, args, toy, save)
+    save()
 
 
 def figure(out: dict, path: str):
