@@ -626,15 +626,17 @@ COLUMN_OVERFLOW = """(() => {
 })()"""
 
 
-def test_no_equation_code_or_table_is_cut_at_1300px(browser):
-    """At 1300 px every display equation, code block, printed output and table fits its column whole."""
+@pytest.mark.parametrize("width", [1300, 400])
+def test_no_equation_code_or_table_is_cut(browser, width):
+    """At 1300 px (a desktop) and 400 px (a phone) every display equation, code block, printed output and table
+    fits its column whole: long equations are split over aligned lines, code wraps."""
     failures = []
     for page in _all_pages():
-        browser.open(page, 1300, 1000)
+        browser.open(page, width, 1000)
         bad = browser.evaluate(COLUMN_OVERFLOW)
         if bad:
             failures.append(f"{page.relative_to(HTML)}: " + "; ".join(bad[:5]))
-    assert not failures, "wider than the column at 1300 px:\n" + "\n".join(failures)
+    assert not failures, f"wider than the column at {width} px:\n" + "\n".join(failures)
 
 
 def test_no_console_errors_and_no_request_leaves_the_book(browser):
