@@ -21,7 +21,8 @@ priors restricted to one scene (weights ``w_k^V``, normalised), and the exponent
 Methods at equal prior evaluations per view (NFE = ``--steps`` x ``--repaint``): DDR (RePaint, independent
 noise per view, the library's per-view default), SJC and SDS (notebook 05's learning rate 0.05), SDI (its
 steps chosen so that its NFE, inversion included, is at most DDR's). ``--wallclock`` adds SJC / SDS / SDI
-runs given as many steps as fit in DDR's wall-clock time. ``--grid`` runs DDR's settings on the ``three`` toy:
+runs given as many steps as fit in DDR's wall-clock time, measured by an interleaved timing pass on the same
+machine just before (``time_methods``; stored under ``timing``), up to the schedule's 1000 training ticks. ``--grid`` runs DDR's settings on the ``three`` toy:
 independent vs shared noise (``view_noise``) x RePaint jump eta in {0, 0.5, 1}, U in {1, 3, 6} at the same
 NFE, and twice the budget.
 
@@ -36,6 +37,8 @@ The stored results (CPU time under load; DDR with 24 cameras is about 3 s per sa
         --out $R/scene_mixture_shared_noise_24cams.json
     python -m $B --cameras 24 --toys --grid --grid-n 64 --grid-etas 0 --grid-noise independent --seed 10 \
         --out $R/scene_mixture_jump_eta0_24cams_n64.json        # likewise 0.5 and 1 (..._eta05_..., ..._eta1_...)
+    python -m $B --toys three --methods SJC SDS SDI --wallclock \
+        --out $R/scene_mixture_wallclock_three.json                # likewise --toys turned (..._turned.json)
     python -m $B --png book/figures/scene_mixture_distribution.png \
         --figure-from $R/scene_mixture_distribution.json $R/scene_mixture_distribution_24cams.json
 
@@ -114,10 +117,11 @@ def main(argv=None):
     p.add_argument("--grid-n", type=int, default=64, help="samples per DDR setting of --grid")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--toys", nargs="*", default=["three", "turned"], choices=["three", "turned"])
-    p.add_argument("--wallclock", action="store_true", help="also peers at DDR's wall-clock time")
-    p.add_argument("--wallclock-from", default=None, metavar="JSON",
-                   help="only the peers, each given as many steps as fit in the wall-clock time of DDR's run stored "
-                        "in JSON (its per-step time from the same file); writes --out")
+    p.add_argument("--wallclock", action="store_true",
+                   help="also the peers at DDR's wall-clock time: an interleaved timing pass (--timing-reps rounds "
+                        "of every method on all --n samples; DDR on 1/5 of its levels, scaled) fixes each peer's "
+                        "steps, then the peers run with them")
+    p.add_argument("--timing-reps", type=int, default=2, help="rounds of the --wallclock timing pass")
     p.add_argument("--grid", action="store_true", help="DDR settings on the 'three' toy")
     p.add_argument("--cameras", type=int, default=8, choices=[8, 24],
                    help="training cameras: 8 (4 azimuths x elevations 0, 40) or 24 (notebook 05's rig: 6 x -30, 0, 30, 60)")
@@ -145,8 +149,6 @@ def main(argv=None):
         figure(merged, args.png)
         return
     torch.set_num_threads(args.threads)
-    if args.wallclock_from:
-        return wallclock_from(args)
     from diffrep_lite.priors import BLEND_PSNR, distribution_toy
     from diffrep_lite.samplers.sdi import steps_for_nfe
 
@@ -170,7 +172,7 @@ def main(argv=None):
                 ("SJC", "sjc", dict(steps=budget, lr=PEER_LR)),
                 ("SDS", "sds", dict(steps=budget, lr=PEER_LR)),
                 ("SDI", "sdi", dict(steps=n_sdi, lr=PEER_LR))]
-        runs = [r for r in runs if r[0] in args.methods]
+        all_runs, runs = runs, [r for r in runs if r[0] in args.methods]
         for name, method, kw in runs:
             r, sec = run_method(method, prior, nerf, n=args.n, seed=args.seed, **kw)
             res[name] = {**score(nerf, r, scenes, weights, held, sec), "options": kw}
@@ -178,7 +180,18 @@ def main(argv=None):
                   f"{sec:.0f}s", flush=True)
             save()
         if args.wallclock:
-            run_at_ddr_time(res, res, prior, nerf, scenes, weights, held, args, toy, save)
+            peers = [r for r in runs if r[0] != "DDR"] or [r for r in all_runs if r[0] != "DDR"]
+            timing = out["toys"][toy]["timing"] = time_methods(prior, nerf, all_runs, args)
+            for name, method, kw in peers:
+                # the peers' step schedules run over the training ticks: at most that many steps
+                cap = prior.schedule.num_train_timesteps
+                kw2 = {**kw, "steps": min(cap, max(kw["steps"], int(kw["steps"] * timing["DDR"] / timing[name])))}
+                r, sec = run_method(method, prior, nerf, n=args.n, seed=args.seed, **kw2)
+                key = name + " (DDR's time)"
+                res[key] = {**score(nerf, r, scenes, weights, held, sec), "options": kw2}
+                print(toy, key, kw2["steps"], "steps", res[key]["counts"], "blends", res[key]["blends"],
+                      f"p {res[key]['p']:.3g}", f"{sec:.0f}s", flush=True)
+                save()
 
     if args.grid:
         nerf, prior, scenes, weights, held = distribution_toy("three", **cams)
@@ -202,53 +215,21 @@ def main(argv=None):
         figure(out, args.png)
 
 
-def run_at_ddr_time(stored, res, prior, nerf, scenes, weights, held, args, toy, save):
-    """Every stored peer again, given as many steps as fit in the stored DDR run's wall-clock time.
+def time_methods(prior, nerf, runs, args) -> dict:
+    """Seconds each method of ``runs`` takes for its whole budget on all ``args.n`` samples, summed over
+    ``args.timing_reps`` interleaved rounds (so every method meets the same machine load).
 
-    The step count is fixed before the run from the stored seconds (DDR's, and the peer's own per step, timed in
-    the same process), so it does not depend on the load while this runs; the new run's seconds are recorded too.
+    DDR runs 1/5 of its levels and is scaled by 5 (its cost per level is constant: ``U`` prior calls and ``U``
+    fits of ``solver_iters`` CG iterations), the peers run whole. Every run has the sampling run's seed.
     """
-    t_ddr = stored["DDR"]["seconds"]
-    for name in [m for m in ("SJC", "SDS", "SDI") if m in stored and m in args.methods]:
-        kw = dict(stored[name]["options"])
-        per_step = stored[name]["seconds"] / kw["steps"]
-        kw2 = {**kw, "steps": max(kw["steps"], int(t_ddr / per_step))}
-        r, sec = run_method(name.lower(), prior, nerf, n=args.n, seed=args.seed, **kw2)
-        key = name + " (DDR's time)"
-        res[key] = {**score(nerf, r, scenes, weights, held, sec), "options": kw2,
-                    "ddr_seconds": t_ddr, "stored_seconds_per_step": per_step}
-        print(toy, key, kw2["steps"], "steps", res[key]["counts"], "blends", res[key]["blends"],
-              f"p {res[key]['p']:.3g}", f"{sec:.0f}s", flush=True)
-        save()
-
-
-def wallclock_from(args):
-    """``--wallclock-from``: the peers at the wall-clock time of the DDR run stored in ``args.wallclock_from``."""
-    from diffrep_lite.priors import BLEND_PSNR, distribution_toy
-
-    with open(args.wallclock_from) as fh:
-        stored = json.load(fh)
-    cams = CAMERAS[args.cameras]
-    out = {"n": args.n, "seed": args.seed, "blend_psnr": BLEND_PSNR, "wallclock_from": args.wallclock_from,
-           "toys": {}, "torch": torch.__version__, "platform": platform.platform(), "threads": args.threads,
-           "cameras": cams}
-    if args.n != stored["n"] or args.seed != stored["seed"]:
-        raise SystemExit(f"--n/--seed must match the stored run ({stored['n']}, {stored['seed']})")
-
-    def save():
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=1)
-
-    for toy in args.toys:
-        nerf, prior, scenes, weights, held = distribution_toy(toy, **cams)
-        t = stored["toys"][toy]
-        if t["views"] != nerf.n_views:
-            raise SystemExit(f"--cameras {args.cameras} gives {nerf.n_views} views; the stored {toy} run has {t['views']}")
-        res = {}
-        out["toys"][toy] = {"weights": weights, "views": nerf.n_views, "held_out_views": len(held), "methods": res}
-        run_at_ddr_time(t["methods"], res, prior, nerf, scenes, weights, held, args, toy, save)
-    save()
+    total = {name: 0.0 for name, _, _ in runs}
+    for _ in range(args.timing_reps):
+        for name, method, kw in runs:
+            scale = 5 if name == "DDR" else 1
+            kw1 = {**kw, "steps": kw["steps"] // scale}
+            total[name] += run_method(method, prior, nerf, n=args.n, seed=args.seed, **kw1)[1] * scale
+    print("timing (s, summed over rounds):", {k: round(v, 1) for k, v in total.items()}, flush=True)
+    return {k: round(v, 2) for k, v in total.items()}
 
 
 def figure(out: dict, path: str):

@@ -189,6 +189,8 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
         overwrite: bool = False) -> SampleResult:
     """Score Distillation via Inversion: SDS with the noise found by DDIM inversion of the render.
 
+    Arguments not listed below are as in :func:`~diffrep_lite.samplers.ddr.ddr`.
+
     Args:
         steps: optimiser steps; ``t`` decays linearly from ``t_range[1]`` to ``t_range[0]`` over them.
         lr, optimizer: Adam with lr 0.01 as in SDI's threestudio config (``adamax``, ``sgd`` also allowed).
@@ -217,7 +219,6 @@ def sdi(prior, diffrep, *, steps: int = 200, n: int | None = None, seed: int | N
             is given to the network with the time label ``t``, in the network's own (VP) scaling, i.e. the VE
             input ``sqrt(abar(t + tau_i) / abar(t)) x_inv`` at ``sigma_t``; the target is that input minus
             ``sigma_t eps_hat``. The two agree for ``tau = 0``.
-        other arguments as in :func:`~diffrep_lite.samplers.ddr.ddr`.
 
     Returns:
         :class:`~diffrep_lite.samplers.common.SampleResult`; ``nfe`` counts the inversion's evaluations too.
