@@ -1,14 +1,14 @@
 #!/usr/bin/env python
-"""DDR vs SJC vs SDS NeRFs from the shipped view-conditioned model (``objects16``): 3-D consistency at equal NFE.
+r"""DDR vs SJC vs SDS NeRFs from the shipped view-conditioned model (``objects16``): 3-D consistency at equal NFE.
 
 Setting: the voxel NeRF of ``diffrep_lite.consistency.object_nerf`` (12^3 grid, raw RGB, the data's background)
 renders 16x16 views from the azimuth bins ``--bins`` (default 0, 1, 2, 4, 5, 6; bins 3 and 7 are held out);
 each view is conditioned on its own bin, with classifier-free guidance ``--cfg``. Every method gets the same
 number of prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
 
-* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, jump_eta 1, jump ``--jump``, ``eta`` =
-  ``--step-eta``; CG pull-back) and
-  ``view_noise="shared"``: the views' noises share their per-channel mean (``VoxelNeRF.shared_noise``);
+* ``ddr``: DDR with RePaint (``--steps`` levels x U = ``--repaint``, jump_eta ``--jump-eta`` (default 1),
+  jump ``--jump``, ``eta`` = ``--step-eta``; CG pull-back) and ``view_noise="shared"``: the views' noises share
+  their per-channel mean (``VoxelNeRF.shared_noise``);
 * ``ddr_stochastic``: ``ddr`` with ``eta = 1`` (fresh noise in every level's step, DDPM-like);
 * ``ddr_fits``: ``ddr`` with 3 Gauss-Newton fits of 4 CG iterations per level (the SIREN study's best) instead of
   ``--fit-iters`` fits (default 1) of ``--solver-iters`` (no extra prior evaluations);
@@ -32,6 +32,14 @@ figure of every method's samples from all 8 bins.
 Usage (``benchmarks/results/objects_nerf_methods.json``; about 35 min on one core)::
 
     python -m benchmarks.objects_nerf_methods --sweep --threads 1 --png objects_nerf_methods.png
+
+DDR's RePaint jump eta on the learned prior (``benchmarks/results/objects_nerf_methods_cfg0.25_jump_eta.json``; the
+setting of ``objects_nerf_methods_cfg0.25.json``, whose DDR row seed 0 at jump eta 1 reproduces sample for sample;
+48 samples per eta from seeds 0, 1, 2; about 20 min on one loaded core)::
+
+    python -m benchmarks.objects_nerf_methods --n 16 --seeds 0 1 2 --cfg 0.25 --steps 9 --repaint 4 \
+        --solver-iters 8 --methods ddr --jump-eta 0 0.5 1 --threads 1 \
+        --out benchmarks/results/objects_nerf_methods_cfg0.25_jump_eta.json
 """
 from __future__ import annotations
 
@@ -42,6 +50,7 @@ import torch
 
 from diffrep_lite.consistency import face_sides
 from diffrep_lite.samplers.sdi import steps_for_nfe
+from diffrep_lite.stats import fisher_exact, wilson_interval
 
 from . import harness
 
@@ -58,11 +67,11 @@ SDI_INVERSION_STEPS = 2  # cfg None: --cfg
 
 
 def run(method, prior, nerf, *, n, seed, steps, repaint, cfg, lr=None, solver_iters=8, fit_iters=1, jump=1,
-        step_eta=0.0):
+        step_eta=0.0, jump_eta=1.0):
     import diffrep_lite as dl
 
     budget = steps * repaint
-    repaint_kw = dict(steps=steps, repaint_iters=repaint, jump=jump, jump_eta=1.0, solver_iters=solver_iters,
+    repaint_kw = dict(steps=steps, repaint_iters=repaint, jump=jump, jump_eta=jump_eta, solver_iters=solver_iters,
                       fit_iters=fit_iters, eta=step_eta)
     if method == "ddr":
         kw = dict(repaint_kw, view_noise="shared")
@@ -97,6 +106,7 @@ def summary(ev):
     d["kid_per_bin"] = ev["kid_per_bin"]
     d["kid_mean"] = sum(ev["kid_per_bin"]) / len(ev["kid_per_bin"])
     d["janus"] = ev["janus"].int().tolist()
+    d["janus_wilson95"] = list(wilson_interval(sum(d["janus"]), len(d["janus"])))
     d["predicted"] = ev["predicted"].tolist()  # [n, 8] the classifier's bin for each sample's render at each bin
     d["rotation"] = ev["rotation"].tolist()
     sides = face_sides(ev["predicted"] - ev["rotation"][:, None])  # turned back by janus's offset (camera-blind)
@@ -140,6 +150,14 @@ def main(argv=None):
                     help="DDR levels (NFE per view = steps x repaint = 36; --sweep may change the split, not the product)")
     ap.add_argument("--repaint", type=int, default=4)
     ap.add_argument("--jump", type=int, default=1, help="DDR's RePaint jump length (levels)")
+    ap.add_argument("--jump-eta", type=float, nargs="+", default=[1.0],
+                    help="DDR's RePaint jump noise (jump_eta: 0 reuses the tracked noise, 1 DDPM's forward process). "
+                         "Default 1, the setting of every stored run, so they reproduce (the library's default is "
+                         "0.5). Several values: every DDR method with RePaint runs at each, its row named "
+                         "<method>_jump_eta<value>, with Fisher p between them")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="run every method at each of these seeds (--n samples each, in this order) and score the "
+                         "samples pooled (default: --seed alone)")
     ap.add_argument("--step-eta", type=float, default=0.0,
                     help="DDR's eta (DDIM's eta for every level's step; 0: the deterministic flow)")
     ap.add_argument("--solver-iters", type=int, default=8, help="DDR's CG iterations per pull-back")
@@ -213,7 +231,8 @@ def main(argv=None):
                 if steps * U != a.steps * a.repaint:
                     continue
                 out, dt, _ = run("ddr", prior, nerf, n=a.sweep_n, seed=a.sweep_seed, steps=steps, repaint=U, cfg=a.cfg,
-                                 solver_iters=a.solver_iters, fit_iters=a.fit_iters, jump=jump, step_eta=a.step_eta)
+                                 solver_iters=a.solver_iters, fit_iters=a.fit_iters, jump=jump, step_eta=a.step_eta,
+                                 jump_eta=a.jump_eta[0])
                 s = summary(evaluate(out.params))
                 sweep["ddr"].append(dict(steps=steps, repaint=U, jump=jump, seconds=round(dt, 1),
                                          kid_mean=s["kid_mean"], janus_rate=s["janus_rate"]))
@@ -222,23 +241,42 @@ def main(argv=None):
                 pick = min(sweep["ddr"], key=lambda r: (r["janus_rate"], r["kid_mean"]))
                 a.steps, a.repaint, a.jump = pick["steps"], pick["repaint"], pick["jump"]
     results, renders = {}, {}
+    seeds = a.seeds or [a.seed]
     for m in a.methods:
         peer = best.get(m, {})
         cfg = a.cfg if peer.get("cfg") is None else peer["cfg"]
-        out, dt, kw = run(m, prior, nerf, n=a.n, seed=a.seed, steps=a.steps, repaint=a.repaint,
-                          cfg=cfg, lr=peer.get("lr"), solver_iters=a.solver_iters, fit_iters=a.fit_iters, jump=a.jump,
-                          step_eta=a.step_eta)
-        kw["guidance_scale"] = cfg
-        ev = evaluate(out.params)
-        renders[m] = ev["renders"]
-        results[m] = dict(nfe_per_view=out.nfe, seconds=round(dt, 1), options=kw, **summary(ev))
-        show(m, {k: v for k, v in results[m].items() if k not in ("kid_per_bin", "janus", "options")})
+        with_jump = m.startswith("ddr") and m != "ddr_no_repaint"  # the jump's noise matters with RePaint only
+        for jump_eta in a.jump_eta if with_jump else a.jump_eta[:1]:
+            row = f"{m}_jump_eta{jump_eta:g}" if with_jump and len(a.jump_eta) > 1 else m
+            params, seconds = [], 0.0
+            for seed in seeds:
+                out, dt, kw = run(m, prior, nerf, n=a.n, seed=seed, steps=a.steps, repaint=a.repaint, cfg=cfg,
+                                  lr=peer.get("lr"), solver_iters=a.solver_iters, fit_iters=a.fit_iters,
+                                  jump=a.jump, step_eta=a.step_eta, jump_eta=jump_eta)
+                params.append(out.params)
+                seconds += dt
+            kw["guidance_scale"] = cfg
+            ev = evaluate({k: torch.cat([p[k] for p in params]) for k in params[0]})
+            renders[row] = ev["renders"]
+            results[row] = dict(nfe_per_view=out.nfe, seconds=round(seconds, 1), options=kw, **summary(ev))
+            show(row, {k: v for k, v in results[row].items()
+                       if k not in ("kid_per_bin", "janus", "options", "predicted", "rotation")})
+    fisher = {}
+    if len(a.jump_eta) > 1:  # the Janus counts of each DDR method's jump etas, pair by pair
+        for m in a.methods:
+            rows = [(e, results.get(f"{m}_jump_eta{e:g}")) for e in a.jump_eta]
+            for i, (e1, r1) in enumerate(rows):
+                for e2, r2 in rows[i + 1:]:
+                    if r1 is not None and r2 is not None:
+                        fisher[f"{m} jump_eta {e1:g} vs {e2:g}"] = fisher_exact(
+                            sum(r1["janus"]), len(r1["janus"]), sum(r2["janus"]), len(r2["janus"]))
     from diffrep_lite.consistency import colour_diversity, colour_spread
 
     ref = toy_objects(a.n, 0, start=10**6 + 1000)  # data objects as if they were samples: the floor of each figure
     data_floor = dict(kid_per_bin=[dl.metrics.kid(ref[:, b], held[:, b], features=fe) for b in range(held.shape[1])],
                       colour_spread=float(colour_spread(ref).mean()), colour_diversity=colour_diversity(ref[:, a.bins]))
     doc = dict(model=a.model or "objects16 (shipped)", conditioning=a.conditioning, n=a.n, seed=a.seed, cfg=a.cfg,
+               seeds=seeds, n_scored=a.n * len(seeds), jump_eta=a.jump_eta, jump_eta_fisher_p=fisher,
                sampled_bins=a.bins, janus_up_to_rotation=null,
                grid=a.grid, steps=a.steps, repaint=a.repaint, jump=a.jump, step_eta=a.step_eta,
                solver_iters=a.solver_iters, fit_iters=a.fit_iters,

@@ -18,3 +18,67 @@ def test_glue_stores_python_numbers_for_numpy_and_torch_scalars(monkeypatch):
     assert type(stored["a"][0]) is float and type(stored["b"][0]) is int
     with pytest.raises(ValueError, match="name must be"):
         notebook.glue("not a key", 1)
+
+
+# --- numbers in a notebook's prose come from its run -------------------------------------------------------------
+import json  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+#: Notebooks whose prose quotes no typed result: every figure is a {glue} reference.
+GLUED = ["05_nerf"]
+#: Values that the prose may type because they are settings or thresholds, not results (per notebook).
+SETTINGS = {"05_nerf": {"0.1", "0.2", "0.25", "0.3", "0.5", "1.5", "2.5", "95 %", "20 dB", "25 dB"}}
+#: What a typed result looks like: a decimal, a count "k of n", seconds, a percentage, decibels.
+RESULT = re.compile(r"\d+ of \d+|\d+(?:\.\d+)?(?: s\b| ?%| dB)|\d+\.\d+")
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([A-Za-z0-9_]+)(?::[^`]*)?`")
+
+
+def _cells(name):
+    return json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"]
+
+
+def _prose(src: str) -> str:
+    """Markdown without glue roles, math, code spans and link targets: what a reader sees typed."""
+    s = GLUE_ROLE.sub("<glued>", src)
+    s = re.sub(r"\$\$.*?\$\$", "", s, flags=re.S)
+    s = re.sub(r"\$[^$]*\$", "", s)
+    s = re.sub(r"`[^`]*`", "", s)
+    return re.sub(r"\]\([^)]*\)", "]", s)
+
+
+def typed_results(markdown: str, settings=()) -> list[str]:
+    """The numbers in ``markdown`` that look like results and are not glued (nor an allowed setting)."""
+    return [m.group() for m in RESULT.finditer(_prose(markdown)) if m.group() not in settings]
+
+
+def test_the_typed_number_check_sees_each_kind():
+    text = ("KID 0.45 against {glue:text}`kid_ddr:.2f`, 15 of 16 samples, 11.2 s, about 40 % and 14 dB; "
+            "$\\gamma = 0.5$ and `eta=0.25` are not prose")
+    assert typed_results(text) == ["0.45", "15 of 16", "11.2 s", "40 %", "14 dB"]
+    assert typed_results("{glue}`n` of {glue}`m` at 20 dB", {"20 dB"}) == []
+
+
+@pytest.mark.parametrize("name", GLUED)
+def test_notebook_prose_quotes_no_typed_result(name):
+    found = {i: typed_results("".join(c["source"]), SETTINGS.get(name, set()))
+             for i, c in enumerate(_cells(name)) if c["cell_type"] == "markdown"}
+    assert {i: f for i, f in found.items() if f} == {}
+
+
+@pytest.mark.parametrize("name", GLUED)
+def test_every_glue_reference_is_glued_by_a_code_cell(name):
+    """Each name the prose quotes matches a ``glue(...)`` call of a code cell (an f-string name's fields match any
+    name part), so a misspelt reference cannot reach the book build."""
+    cells = _cells(name)
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    patterns = []
+    for m in re.finditer(r"glue\(\s*(f?)([\"'])(.+?)\2", code):
+        if m.group(1):
+            parts = re.split(r"\{[^}]*\}", m.group(3))
+            patterns.append(re.compile("[A-Za-z0-9_.]+".join(re.escape(p) for p in parts) + "$"))
+        else:
+            patterns.append(re.compile(re.escape(m.group(3)) + "$"))
+    quoted = {n for c in cells if c["cell_type"] == "markdown" for n in GLUE_ROLE.findall("".join(c["source"]))}
+    assert sorted(n for n in quoted if not any(p.match(n) for p in patterns)) == []
