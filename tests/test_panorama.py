@@ -287,3 +287,44 @@ def test_clip_denoised_clips_x0_and_forwards_everything_else():
         p.eps(x, 0.5, cond=[1])
     with pytest.raises(ValueError, match="lo < hi"):
         ClipDenoised(base, 1.0, -1.0)
+
+
+# ----------------------------------------------------------------------------- the photo-panorama benchmark
+def _notebook_parameters(name: str) -> dict:
+    """The literal assignments of a notebook's ``parameters`` cell."""
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / name).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
+            if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+
+
+def test_panorama_benchmark_runs_notebook_04_defaults_and_its_result_is_current():
+    """benchmarks/panorama_methods.py measures notebook 04's photo panoramas at the notebook's defaults, and the
+    stored result was written with those settings (notebook 04's prose quotes it)."""
+    import json
+
+    from benchmarks import harness, panorama_methods as pm
+
+    p = _notebook_parameters("04_panoramas.ipynb")
+    assert (pm.PHOTO, pm.FACTOR, pm.PATCH_STRIDE, pm.VARIANCE, pm.WIDTH, pm.NFE, pm.U, pm.ETA) == (
+        p["photo"], p["photo_factor"], p["patch_stride"], p["patch_variance"], p["canvas_width"], p["photo_nfe"],
+        p["repaint_U"], p["jump_eta"])
+    s = json.loads((harness.RESULTS / "panorama_methods.json").read_text())
+    assert s["settings"]["panoramas_per_call"] == p["photo_samples"] and 0 in s["settings"]["seeds"]
+    assert set(p["peer_lrs"]) <= set(s["settings"]["peer_lrs"])
+    assert (s["settings"]["photo"], s["settings"]["factor"], s["settings"]["variance"], s["settings"]["canvas"][2],
+            s["settings"]["nfe_per_window"], s["settings"]["repaint_U"], s["settings"]["jump_eta"]) == (
+        pm.PHOTO, pm.FACTOR, pm.VARIANCE, pm.WIDTH, pm.NFE, pm.U, pm.ETA)
+    # the notebook's step sizes hold each peer's best over the benchmark's wider sweep
+    assert all(lr in p["peer_lrs"] for lr in s["best_lr"].values())
+
+
+def test_holm_adjustment():
+    from benchmarks.panorama_methods import holm
+
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
