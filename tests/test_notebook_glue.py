@@ -27,9 +27,12 @@ from pathlib import Path  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 #: Notebooks whose prose quotes no typed result: every figure is a {glue} reference.
-GLUED = ["05_nerf"]
-#: Values that the prose may type because they are settings or thresholds, not results (per notebook).
-SETTINGS = {"05_nerf": {"0.1", "0.2", "0.25", "0.3", "0.5", "1.5", "2.5", "95 %", "20 dB", "25 dB"}}
+GLUED = sorted(p.stem for p in NOTEBOOKS.glob("0*.ipynb"))
+#: Values that the prose may type because they are settings or thresholds, not results (per notebook): CFG scales,
+#: jump etas, thresholds, interval levels, Stable Diffusion's version.
+SETTINGS = {"03_siren_images": {"7.5"},
+            "04_panoramas": {"95 %", "0.05", "0.2", "0.5", "1.5"},
+            "05_nerf": {"0.1", "0.2", "0.25", "0.3", "0.5", "1.5", "2.5", "95 %", "20 dB", "25 dB"}}
 #: What a typed result looks like: a decimal, a count "k of n", seconds, a percentage, decibels.
 RESULT = re.compile(r"\d+ of \d+|\d+(?:\.\d+)?(?: s\b| ?%| dB)|\d+\.\d+")
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([A-Za-z0-9_]+)(?::[^`]*)?`")
@@ -80,5 +83,8 @@ def test_every_glue_reference_is_glued_by_a_code_cell(name):
             patterns.append(re.compile("[A-Za-z0-9_.]+".join(re.escape(p) for p in parts) + "$"))
         else:
             patterns.append(re.compile(re.escape(m.group(3)) + "$"))
+    # names built by concatenation, glue("prefix" + expr + "suffix", ...)
+    for m in re.finditer(r"glue\(\s*([\"'])(\w+)\1\s*\+[^\n]*?\+\s*([\"'])(\w+)\3\s*,", code):
+        patterns.append(re.compile(re.escape(m.group(2)) + "[A-Za-z0-9_.]+" + re.escape(m.group(4)) + "$"))
     quoted = {n for c in cells if c["cell_type"] == "markdown" for n in GLUE_ROLE.findall("".join(c["source"]))}
     assert sorted(n for n in quoted if not any(p.match(n) for p in patterns)) == []
