@@ -687,3 +687,23 @@ def test_screenshots_of_every_page(browser, width, height):
         browser.open(page, width, height)
         browser.screenshot(ARTIFACTS / f"all_w{width}_{name}.png")
         assert (ARTIFACTS / f"all_w{width}_{name}.png").stat().st_size > 1000
+
+
+def test_printed_output_lines_fit_the_column():
+    """Every line a notebook prints in the built book (stream output and plain-text results) is <= 88 columns, so
+    that printed tables show whole in the column instead of wrapping mid-row (code and output are set at a size
+    that holds 88 columns at 1300 px)."""
+    bad = []
+    for nb in sorted((ROOT / "_build" / "jupyter_execute").rglob("*.ipynb")):
+        for i, cell in enumerate(json.loads(nb.read_text()).get("cells", [])):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream":
+                    text = out.get("text", "")
+                elif out.get("output_type") == "execute_result":
+                    text = out.get("data", {}).get("text/plain", "")
+                else:
+                    continue
+                text = "".join(text) if isinstance(text, list) else text
+                bad += [f"{nb.name} cell {i}: {len(ln)} columns: {ln[:60]!r}"
+                        for ln in text.splitlines() if len(ln) > 88]
+    assert not bad, "printed lines over 88 columns:\n" + "\n".join(bad)
