@@ -680,13 +680,23 @@ def test_no_console_errors_and_no_request_leaves_the_book(browser):
 
 @pytest.mark.parametrize("width,height", [(1300, 2200), (400, 2600)])
 def test_screenshots_of_every_page(browser, width, height):
-    """test-artifacts/all_w<width>_<page>.png for every page of the book (the guides, reference and theory too)."""
+    """Every page of the book whole, a screen at a time: test-artifacts/all_w<width>_<page>_<k>.png, k = 0, 1, ...
+    (consecutive screens overlap by 100 px; one capture of a page taller than Chromium's texture limit would come
+    out partly blank)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob(f"all_w{width}_*.png"):
+        old.unlink()
     for page in _all_pages():
         name = str(page.relative_to(HTML).with_suffix("")).replace("/", "_")
         browser.open(page, width, height)
-        browser.screenshot(ARTIFACTS / f"all_w{width}_{name}.png")
-        assert (ARTIFACTS / f"all_w{width}_{name}.png").stat().st_size > 1000
+        total = int(browser.evaluate("document.documentElement.scrollHeight"))
+        for k, y in enumerate(range(0, total, height - 100)):
+            browser.evaluate(f"window.scrollTo(0, {y})")
+            browser.evaluate("new Promise(r => setTimeout(() => r(null), 100))")
+            shot = ARTIFACTS / f"all_w{width}_{name}_{k}.png"
+            browser.screenshot(shot)
+            assert shot.stat().st_size > 1000
+        assert k + 1 >= total / height, f"{name}: {k + 1} screens for {total} px"
 
 
 def test_printed_output_lines_fit_the_column():
