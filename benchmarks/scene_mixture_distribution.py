@@ -31,6 +31,7 @@ The stored results (CPU time under load; DDR with 24 cameras is about 3 s per sa
     B=benchmarks.scene_mixture_distribution; R=benchmarks/results
     python -m $B --n 128 --out $R/scene_mixture_distribution.json
     python -m $B --cameras 24 --toys three --n 128 --out $R/scene_mixture_distribution_24cams.json
+    python -m $B --cameras 24 --toys turned --n 128 --out $R/scene_mixture_distribution_24cams_turned.json
     python -m $B --cameras 24 --toys --grid --grid-n 24 --grid-etas 0 0.5 1 --grid-noise independent \
         --out $R/scene_mixture_jump_eta_24cams.json
     python -m $B --cameras 24 --toys --grid --grid-n 24 --grid-etas 1 --grid-noise shared \
@@ -40,7 +41,8 @@ The stored results (CPU time under load; DDR with 24 cameras is about 3 s per sa
     python -m $B --toys three --methods SJC SDS SDI --wallclock \
         --out $R/scene_mixture_wallclock_three.json                # likewise --toys turned (..._turned.json)
     python -m $B --png book/figures/scene_mixture_distribution.png \
-        --figure-from $R/scene_mixture_distribution.json $R/scene_mixture_distribution_24cams.json
+        --figure-from $R/scene_mixture_distribution.json $R/scene_mixture_distribution_24cams.json \
+        $R/scene_mixture_distribution_24cams_turned.json
 
 (``scene_mixture_jump_eta_8cams.json``: an 8-camera ``--grid --grid-n 32`` run stopped after eta 0 and 0.5.)
 """
