@@ -10,6 +10,8 @@ def test_glue_stores_python_numbers_for_numpy_and_torch_scalars(monkeypatch):
     stored = {}
     import myst_nb
 
+    monkeypatch.setattr(notebook, "_GLUED", {})
+
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: stored.__setitem__(name, (value, display)))
     notebook.glue("a", np.float64(0.25))
     notebook.glue("b", torch.tensor(3))
@@ -18,6 +20,21 @@ def test_glue_stores_python_numbers_for_numpy_and_torch_scalars(monkeypatch):
     assert type(stored["a"][0]) is float and type(stored["b"][0]) is int
     with pytest.raises(ValueError, match="name must be"):
         notebook.glue("not a key", 1)
+
+
+def test_glue_skips_a_repeat_of_the_same_value_and_passes_a_different_one_on(monkeypatch):
+    calls = []
+    import myst_nb
+
+    monkeypatch.setattr(notebook, "_GLUED", {})
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append((name, value)))
+    notebook.glue("n", 128)
+    notebook.glue("n", np.int64(128))  # the same figure from another row of a table loop
+    assert calls == [("n", 128)]
+    notebook.glue("n", 64)  # another figure under the same name: glued, so myst-nb's duplicate warning shows it
+    notebook.glue("x", 0.5)
+    notebook.glue("x", 0.5, display=True)  # a display is an output of its own cell: always glued
+    assert calls == [("n", 128), ("n", 64), ("x", 0.5), ("x", 0.5)]
 
 
 # --- numbers in a notebook's prose come from its run -------------------------------------------------------------
