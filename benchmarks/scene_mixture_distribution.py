@@ -22,8 +22,8 @@ Methods at equal prior evaluations per view (NFE = ``--steps`` x ``--repaint``):
 noise per view, the library's per-view default), SJC and SDS (notebook 05's learning rate 0.05), SDI (its
 steps chosen so that its NFE, inversion included, is at most DDR's). ``--wallclock`` adds SJC / SDS / SDI
 runs given as many steps as fit in DDR's wall-clock time, measured by an interleaved timing pass on the same
-machine just before (``time_methods``; stored under ``timing``), up to the schedule's 1000 training ticks. ``--grid`` runs DDR's settings on the ``three`` toy:
-independent vs shared noise (``view_noise``) x RePaint jump eta in {0, 0.5, 1}, U in {1, 3, 6} at the same
+machine just before (``time_methods``; stored under ``timing``), up to the schedule's 1000 training ticks.
+``--grid`` runs DDR's settings on the ``three`` toy: independent vs shared noise (``view_noise``) x RePaint jump eta in {0, 0.5, 1}, U in {1, 3, 6} at the same
 NFE, and twice the budget.
 
 The stored results (CPU time under load; DDR with 24 cameras is about 3 s per sample)::
@@ -184,9 +184,8 @@ def main(argv=None):
         if args.wallclock:
             peers = [r for r in runs if r[0] != "DDR"] or [r for r in all_runs if r[0] != "DDR"]
             timing = out["toys"][toy]["timing"] = time_methods(prior, nerf, all_runs, args)
+            cap = prior.schedule.num_train_timesteps  # the peers' step schedules run over the training ticks
             for name, method, kw in peers:
-                # the peers' step schedules run over the training ticks: at most that many steps
-                cap = prior.schedule.num_train_timesteps
                 kw2 = {**kw, "steps": min(cap, max(kw["steps"], int(kw["steps"] * timing["DDR"] / timing[name])))}
                 r, sec = run_method(method, prior, nerf, n=args.n, seed=args.seed, **kw2)
                 key = name + " (DDR's time)"

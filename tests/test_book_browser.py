@@ -696,7 +696,6 @@ def test_screenshots_of_every_page(browser, width, height):
             shot = ARTIFACTS / f"all_w{width}_{name}_{k}.png"
             browser.screenshot(shot)
             assert shot.stat().st_size > 1000
-        assert k + 1 >= total / height, f"{name}: {k + 1} screens for {total} px"
 
 
 class _OutputText(HTMLParser):
@@ -744,7 +743,6 @@ def test_printed_output_lines_fit_the_column():
         for block in parser.blocks:
             bad += [f"{page.relative_to(HTML)}: {len(ln)} columns: {ln[:60]!r}"
                     for ln in block.splitlines() if len(ln) > 88]
-    assert parser is not None
     assert not bad, "printed lines over 88 columns:\n" + "\n".join(bad)
 
 
